@@ -1,0 +1,4 @@
+//! kdthin-ld: distributed ThinLTO for kbuild as an `LD=` interposer.
+
+pub mod input;
+pub mod paths;
