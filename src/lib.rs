@@ -1,4 +1,5 @@
 //! kdthin-ld: distributed ThinLTO for kbuild as an `LD=` interposer.
 
 pub mod input;
+pub mod kbuild;
 pub mod paths;

@@ -1,0 +1,14 @@
+//! Recovering per-object compiler flags from kbuild's `.<obj>.cmd` files
+//! and turning them into a ThinLTO backend command.
+//!
+//! - [`cmdfile`]: find the `.cmd` file, check it is current, undo make's
+//!   escaping.
+//! - [`shell`]: split the recorded shell command into the compiler's argv.
+//! - [`compile`]: pick the compile apart and build the backend command.
+
+pub mod cmdfile;
+pub mod compile;
+pub mod shell;
+
+pub use cmdfile::{cmd_file_for, read_command_for, CmdFileError};
+pub use compile::{backend_argv, lookup, CompileCommand};

@@ -1,0 +1,1 @@
+savedcmd_vmlinux.a := rm -f vmlinux.a; llvm-ar-22 cDPrST vmlinux.a ./built-in.a; llvm-ar-22 mPiT $$(llvm-ar-22 t vmlinux.a | sed -n 1p) vmlinux.a $$(llvm-ar-22 t vmlinux.a | grep -F -f /work/kernels/linux-source-6.12/scripts/head-object-list.txt)
