@@ -1,0 +1,200 @@
+//! Runs jobs as child processes on this machine.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+use super::{signals, Executor, Job, JobError, JobOutcome};
+
+/// Spawns each job's argv directly (no shell). stdin is /dev/null; stdout
+/// and stderr go to one pipe and come back as `stderr`, in the order the
+/// child wrote them, so the caller can print warnings under the job's label
+/// and errors after its command. (A backend compile writes nothing to
+/// stdout; if something ever does, it is kept rather than lost.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExecutor;
+
+impl LocalExecutor {
+    pub fn new() -> LocalExecutor {
+        LocalExecutor
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn run(&self, job: &Job) -> Result<JobOutcome, JobError> {
+        if signals::cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        let (program, args) = job.argv.split_first().ok_or_else(|| {
+            JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command"))
+        })?;
+        let start = Instant::now();
+        let (mut output_r, output_w) = pipe().map_err(JobError::Spawn)?;
+        let mut child = {
+            let mut cmd = Command::new(program);
+            cmd.args(args).stdin(Stdio::null());
+            cmd.stdout(Stdio::from(output_w.try_clone().map_err(JobError::Spawn)?));
+            cmd.stderr(Stdio::from(output_w));
+            cmd.spawn().map_err(JobError::Spawn)?
+            // `cmd` drops here with our copies of the write end, so the read
+            // below sees EOF when the child (not us) closes it.
+        };
+        signals::register_child(child.id());
+        let mut output = Vec::new();
+        let read = output_r.read_to_end(&mut output);
+        let status = signals::wait_child(&mut child);
+        let status = read.and(status).map_err(JobError::Spawn)?;
+
+        if status.success() {
+            Ok(JobOutcome {
+                id: job.id,
+                wall: start.elapsed(),
+                ran_on: "local",
+                stderr: output,
+            })
+        } else if signals::cancelled() {
+            // We killed it (or are about to); its failure is not news.
+            Err(JobError::Cancelled)
+        } else {
+            Err(JobError::Failed {
+                status: describe_status(status),
+                stderr: output,
+            })
+        }
+    }
+}
+
+/// "exit status 1", "killed by signal 9 (SIGKILL)", with ", core dumped"
+/// when it did.
+pub fn describe_status(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    let Some(sig) = status.signal() else {
+        return status.to_string();
+    };
+    let name = match sig {
+        libc::SIGHUP => " (SIGHUP)",
+        libc::SIGINT => " (SIGINT)",
+        libc::SIGQUIT => " (SIGQUIT)",
+        libc::SIGILL => " (SIGILL)",
+        libc::SIGTRAP => " (SIGTRAP)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGBUS => " (SIGBUS)",
+        libc::SIGFPE => " (SIGFPE)",
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGPIPE => " (SIGPIPE)",
+        libc::SIGTERM => " (SIGTERM)",
+        libc::SIGXCPU => " (SIGXCPU)",
+        libc::SIGXFSZ => " (SIGXFSZ)",
+        _ => "",
+    };
+    let core = if status.core_dumped() {
+        ", core dumped"
+    } else {
+        ""
+    };
+    format!("killed by signal {sig}{name}{core}")
+}
+
+/// A close-on-exec pipe: children we spawn concurrently must not inherit
+/// another job's write end, or that job's read would wait for them too.
+fn pipe() -> io::Result<(File, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 fills two new fds on success; we own them from then on.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::os::fd::AsRawFd;
+
+    fn sh(script: &str) -> Job {
+        Job {
+            id: 7,
+            label: "t.o".into(),
+            argv: ["sh", "-c", script].iter().map(OsString::from).collect(),
+            inputs: vec![],
+            outputs: vec![],
+            weight: 0,
+        }
+    }
+
+    #[test]
+    fn success_keeps_stdout_and_stderr_in_order() {
+        let out = LocalExecutor::new()
+            .run(&sh("echo one; echo two >&2; echo three"))
+            .unwrap();
+        assert_eq!(out.id, 7);
+        assert_eq!(out.ran_on, "local");
+        assert_eq!(out.stderr, b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn stdin_is_empty() {
+        // With an inherited stdin, cat would wait for the terminal.
+        let out = LocalExecutor::new().run(&sh("cat; echo done")).unwrap();
+        assert_eq!(out.stderr, b"done\n");
+    }
+
+    #[test]
+    fn failure_has_status_and_output() {
+        match LocalExecutor::new().run(&sh("echo 'error: bad' >&2; exit 3")) {
+            Err(JobError::Failed { status, stderr }) => {
+                assert_eq!(status, "exit status 3");
+                assert_eq!(stderr, b"error: bad\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn death_by_signal_is_named() {
+        match LocalExecutor::new().run(&sh("kill -9 $$")) {
+            Err(JobError::Failed { status, .. }) => {
+                assert_eq!(status, "killed by signal 9 (SIGKILL)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let mut job = sh("");
+        job.argv = vec!["/nonexistent/clang-99".into(), "-c".into()];
+        match LocalExecutor::new().run(&job) {
+            Err(JobError::Spawn(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("{other:?}"),
+        }
+        job.argv.clear();
+        assert!(matches!(
+            LocalExecutor::new().run(&job),
+            Err(JobError::Spawn(_))
+        ));
+    }
+
+    #[test]
+    fn output_pipe_is_close_on_exec() {
+        // Otherwise a job spawned concurrently by another thread would
+        // inherit our write end, and our read would wait for it to finish.
+        let (r, w) = pipe().unwrap();
+        for fd in [r.as_raw_fd(), w.as_raw_fd()] {
+            // SAFETY: F_GETFD only reads the fd flags.
+            assert_ne!(
+                unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
+                0
+            );
+        }
+    }
+}
