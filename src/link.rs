@@ -1,0 +1,492 @@
+//! One invocation of kdthin-ld, end to end: decide, then either exec the
+//! real ld.lld or run thin-link -> backends -> final link.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::args::{CommandLine, OptId};
+use crate::exec::{self, shell_quote, Job, JobError};
+use crate::input::{self, FileKind};
+use crate::kbuild;
+use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
+use crate::toolchain::{find_real_ld, LookupEnv};
+
+/// Environment knobs, read once.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub verbose: bool,
+    pub save_temps: bool,
+    pub silent: bool,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        let on = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+        let kbuild_verbose = std::env::var("KBUILD_VERBOSE").is_ok_and(|v| v.contains('1'));
+        Settings {
+            verbose: on("KDTHIN_VERBOSE") || kbuild_verbose,
+            save_temps: on("KDTHIN_SAVE_TEMPS"),
+            silent: make_is_silent(std::env::var("MAKEFLAGS").ok().as_deref()),
+        }
+    }
+}
+
+/// `make -s` puts `s` in the first word of MAKEFLAGS (single-letter flags).
+pub fn make_is_silent(makeflags: Option<&str>) -> bool {
+    let Some(first) = makeflags.and_then(|f| f.split_whitespace().next()) else { return false };
+    !first.starts_with("--") && first.trim_start_matches('-').contains('s')
+}
+
+pub fn main() -> i32 {
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match run(argv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kdthin-ld: error: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(argv: Vec<OsString>) -> Result<i32> {
+    let self_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let real_ld = find_real_ld(&LookupEnv::from_process(), &self_exe)?;
+    let settings = Settings::from_env();
+
+    // Anything we cannot read or parse goes to ld.lld unchanged: it is the
+    // authority on bad command lines and missing inputs, and its messages
+    // are the ones users know.
+    let Ok(cl) = CommandLine::parse(&argv) else { return exec_real(&real_ld, &argv) };
+    let Ok(inputs) = cl.inputs() else { return exec_real(&real_ld, &argv) };
+    let Some(facts) = gather_facts(&inputs) else { return exec_real(&real_ld, &argv) };
+
+    let output = cl.value_of(OptId::Output).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("a.out"));
+    let work = work_dir_for(&output);
+    match plan::plan(&cl, &inputs, &facts, &work) {
+        Plan::Passthrough(Passthrough::NoBitcode) => exec_real(&real_ld, &argv),
+        Plan::Passthrough(why) => {
+            eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+            exec_real(&real_ld, &argv)
+        }
+        Plan::Distribute(dist) => {
+            // Each bitcode object's own compile flags. Any object without
+            // usable ones means the whole link stays in-process: a backend
+            // with guessed flags could silently differ.
+            let compiles = match recover_compiles(&dist) {
+                Ok(c) => c,
+                Err(why) => {
+                    eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+                    return exec_real(&real_ld, &argv);
+                }
+            };
+            distribute(&real_ld, &argv, &cl, &dist, &compiles, &output, &settings)
+        }
+    }
+}
+
+/// Replace this process with the real linker, argv byte for byte.
+fn exec_real(real_ld: &Path, argv: &[OsString]) -> Result<i32> {
+    // exec keeps the blocked signal mask; a fallback after a distributed
+    // attempt must not leave ld.lld deaf to Ctrl-C.
+    exec::signals::unblock_for_exec();
+    let err = Command::new(real_ld).args(argv).exec();
+    Err(anyhow!("cannot run {}: {err}", real_ld.display()))
+}
+
+/// Classify every input. None when something cannot be read: ld.lld will
+/// report it in its own words.
+fn gather_facts(inputs: &[crate::args::InputRef]) -> Option<plan::Facts> {
+    let mut facts = plan::Facts::new();
+    for i in inputs.iter().filter(|i| !i.is_script) {
+        if facts.contains_key(&i.path) {
+            continue;
+        }
+        let f = match input::classify_file(&i.path).ok()? {
+            FileKind::Archive { .. } => FileFacts::Archive(input::read_archive(&i.path).ok()?),
+            k => FileFacts::Plain(k),
+        };
+        facts.insert(i.path.clone(), f);
+    }
+    Some(facts)
+}
+
+/// `<dir of output>/.tmp_kdthin.<name>.<pid>`: on the output's file system
+/// (renames stay cheap) and matched by `make clean`'s `.tmp_*` pattern.
+pub fn work_dir_for(output: &Path) -> PathBuf {
+    let name = output.file_name().unwrap_or(OsStr::new("a.out")).to_string_lossy();
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(format!(".tmp_kdthin.{name}.{}", std::process::id()))
+}
+
+/// The object whose `.cmd` describes a module's compile.
+fn cmd_object(m: &plan::Module) -> PathBuf {
+    match &m.origin {
+        Origin::Object => m.path.clone(),
+        // A kbuild-like tree keeps the archived object beside the archive.
+        Origin::Extracted { archive, member, .. } => archive.with_file_name(member),
+    }
+}
+
+fn recover_compiles(dist: &DistPlan) -> Result<Vec<kbuild::compile::CompileCommand>, String> {
+    dist.modules
+        .iter()
+        .map(|m| {
+            let obj = cmd_object(m);
+            kbuild::compile::lookup(&obj).map_err(|e| format!("{}: {e}", obj.display()))
+        })
+        .collect()
+}
+
+/// Run a command, echoing it first when verbose.
+fn run_tool(settings: &Settings, argv0: &Path, args: &[OsString]) -> Result<std::process::ExitStatus> {
+    if settings.verbose {
+        let mut all = vec![argv0.as_os_str().to_os_string()];
+        all.extend_from_slice(args);
+        println!("  {}", shell_quote(&all));
+    }
+    let mut child = Command::new(argv0).args(args).spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
+    // Registered, so a SIGTERM from outside stops it before the work
+    // directory it reads is removed.
+    exec::signals::register_child(child.id());
+    let st = exec::signals::wait_child(&mut child).with_context(|| format!("waiting for {}", argv0.display()));
+    exec::signals::park_if_cancelled();
+    st
+}
+
+/// Arguments too long for one exec go through a response file.
+fn maybe_rsp(work: &Path, name: &str, args: Vec<OsString>) -> Result<Vec<OsString>> {
+    let total: usize = args.iter().map(|a| a.len() + 1).sum();
+    if total < 100_000 {
+        return Ok(args);
+    }
+    // An argument a response file cannot carry (empty, NUL, not UTF-8):
+    // pass them directly and let the kernel judge the length.
+    let Ok(text) = crate::args::rsp::try_write_rsp(&args) else { return Ok(args) };
+    let p = work.join(name);
+    std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))?;
+    let mut at = OsString::from("@");
+    at.push(&p);
+    Ok(vec![at])
+}
+
+fn exit_code(st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(1))
+}
+
+fn distribute(
+    real_ld: &Path,
+    argv: &[OsString],
+    cl: &CommandLine,
+    dist: &DistPlan,
+    compiles: &[kbuild::compile::CompileCommand],
+    output: &Path,
+    settings: &Settings,
+) -> Result<i32> {
+    let t0 = Instant::now();
+    exec::signals::install();
+    std::fs::create_dir_all(&dist.work).with_context(|| format!("{}: cannot create work directory", dist.work.display()))?;
+    exec::signals::register_cleanup(&dist.work);
+    let result = distribute_in(real_ld, cl, dist, compiles, settings);
+    if let Ok(r) = &result {
+        if r.code == 0 && r.fallback.is_none() && !settings.silent {
+            println!(
+                "  {:<7} {}  {} modules, {} compiled, {:.1}s",
+                "LTO",
+                output.display(),
+                r.modules,
+                r.compiled,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let keep: HashSet<PathBuf> = match &result {
+        Ok(r) => r.keep.iter().cloned().collect(),
+        Err(_) => HashSet::new(),
+    };
+    if settings.save_temps {
+        eprintln!("kdthin-ld: work files kept in {}", dist.work.display());
+    } else if keep.is_empty() {
+        let _ = std::fs::remove_dir_all(&dist.work);
+    } else {
+        prune_except(&dist.work, &keep);
+        eprintln!("kdthin-ld: the index files the failed backends need are kept in {}", dist.work.display());
+    }
+    exec::signals::unregister_cleanup(&dist.work);
+    let r = result?;
+    if let Some(why) = r.fallback {
+        eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+        return exec_real(real_ld, argv);
+    }
+    Ok(r.code)
+}
+
+struct Outcome {
+    code: i32,
+    modules: usize,
+    compiled: usize,
+    /// Files to keep on failure (index files of failed backends).
+    keep: Vec<PathBuf>,
+    /// Found out after the thin-link that the link must run in-process.
+    fallback: Option<String>,
+}
+
+impl Outcome {
+    fn new(dist: &DistPlan) -> Self {
+        Outcome { code: 0, modules: dist.modules.len(), compiled: 0, keep: vec![], fallback: None }
+    }
+}
+
+fn distribute_in(
+    real_ld: &Path,
+    cl: &CommandLine,
+    dist: &DistPlan,
+    compiles: &[kbuild::compile::CompileCommand],
+    settings: &Settings,
+) -> Result<Outcome> {
+    extract_members(dist)?;
+
+    // 1. Thin-link: index and imports files only.
+    let args = maybe_rsp(&dist.work, "thin-link.rsp", dist.thin_link.clone())?;
+    let st = run_tool(settings, real_ld, &args)?;
+    if !st.success() {
+        let mut all = vec![real_ld.as_os_str().to_os_string()];
+        all.extend(args);
+        eprintln!("kdthin-ld: error: thin-link failed ({st}):\n  {}", shell_quote(&all));
+        return Ok(Outcome { code: exit_code(st).max(1), ..Outcome::new(dist) });
+    }
+    let used = used_modules(dist)?;
+    if let Some(why) = not_thin_lto(dist, &used) {
+        return Ok(Outcome { fallback: Some(why), ..Outcome::new(dist) });
+    }
+
+    // 2. Backends, in parallel.
+    let native_dir = dist.work.join("native");
+    std::fs::create_dir_all(&native_dir)?;
+    let mut jobs = Vec::with_capacity(used.len());
+    for &n in &used {
+        let m = &dist.modules[n];
+        let tmp = native_dir.join(format!("{n}.o"));
+        let argv = kbuild::compile::backend_argv(&compiles[n], &dist.backend_extra, &m.index, &m.path, &tmp);
+        let mut inputs = vec![m.path.clone(), m.index.clone()];
+        inputs.extend(read_imports(&m.imports)?);
+        let weight = std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0);
+        jobs.push(Job { id: n, label: m.path.display().to_string(), argv, inputs, outputs: vec![tmp], weight });
+    }
+    let by_id: HashMap<usize, Job> = jobs.iter().map(|j| (j.id, j.clone())).collect();
+    let (slots, _source, note) = exec::slots::Slots::from_env(
+        std::env::var("MAKEFLAGS").ok().as_deref(),
+        std::env::var("KDTHIN_JOBS").ok().as_deref(),
+    );
+    if let Some(note) = note {
+        if settings.verbose {
+            eprintln!("kdthin-ld: {note}");
+        }
+    }
+    let verbose = settings.verbose;
+    let on_event = move |ev: exec::scheduler::Event| {
+        if verbose {
+            if let exec::scheduler::Event::Started { id, .. } = ev {
+                if let Some(j) = by_id.get(&id) {
+                    println!("  {}", shell_quote(&j.argv));
+                }
+            }
+        }
+    };
+    let executor = exec::local::LocalExecutor::new();
+    let summary = exec::scheduler::run_all(jobs.clone(), &executor, &slots, 256, &on_event);
+    exec::signals::park_if_cancelled();
+    let jobs_by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
+    // Warnings from successful backends: clang's own lines name the file.
+    for ok in &summary.succeeded {
+        let _ = std::io::stderr().write_all(&ok.stderr);
+    }
+    if !summary.failed.is_empty() {
+        let mut keep = Vec::new();
+        for (id, err) in &summary.failed {
+            let job = jobs_by_id[id];
+            match err {
+                JobError::Cancelled => continue,
+                JobError::Failed { status, stderr } => {
+                    let _ = std::io::stderr().write_all(stderr);
+                    eprintln!("kdthin-ld: error: ThinLTO backend for {} failed ({status}); command:", job.label);
+                }
+                JobError::Spawn(e) => {
+                    eprintln!("kdthin-ld: error: ThinLTO backend for {}: cannot start {}: {e}; command:", job.label, job.argv[0].to_string_lossy());
+                }
+            }
+            eprintln!("  {}", shell_quote(&job.argv));
+            keep.push(dist.modules[*id].index.clone());
+        }
+        return Ok(Outcome { code: 1, compiled: summary.succeeded.len(), keep, ..Outcome::new(dist) });
+    }
+
+    // 3. Natives beside their bitcode, atomically.
+    for &n in &used {
+        let m = &dist.modules[n];
+        move_into_place(&native_dir.join(format!("{n}.o")), &m.native)?;
+    }
+
+    // 4. Archives that held bitcode become thin archives of native objects.
+    let used_set: HashSet<usize> = used.iter().copied().collect();
+    for na in &dist.new_archives {
+        write_thin_archive(&na.path, &na.members, dist, &used_set)?;
+    }
+
+    // 5. The original command, natives substituted in place.
+    let subst: HashMap<usize, &FinalSubst> = dist.final_subst.iter().map(|(i, s)| (*i, s)).collect();
+    let final_args = cl.render_flat(&mut |i, _| {
+        subst.get(&i).map(|s| match s {
+            FinalSubst::Module(n) => vec![dist.modules[*n].native.clone().into_os_string()],
+            FinalSubst::Archive(a) => vec![dist.new_archives[*a].path.clone().into_os_string()],
+        })
+    });
+    let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
+    let st = run_tool(settings, real_ld, &final_args)?;
+    Ok(Outcome { code: exit_code(st), compiled: used.len(), ..Outcome::new(dist) })
+}
+
+/// ld.lld leaves regular (full) LTO modules out of the list and gives them
+/// an empty index; unused lazy members get a non-empty "skip" index. Full
+/// LTO cannot be split into per-module backends: that link runs in-process.
+fn not_thin_lto(dist: &DistPlan, used: &[usize]) -> Option<String> {
+    let used: HashSet<usize> = used.iter().copied().collect();
+    dist.modules.iter().enumerate().filter(|(i, _)| !used.contains(i)).find_map(|(_, m)| {
+        let empty = std::fs::metadata(&m.index).map(|md| md.len() == 0).unwrap_or(true);
+        empty.then(|| format!("{} is not ThinLTO bitcode (full LTO?)", m.path.display()))
+    })
+}
+
+/// Modules ld.lld actually used, from its list file. Lazy members it did
+/// not extract get a "skip" index and no list entry: no backend needed.
+fn used_modules(dist: &DistPlan) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(&dist.list_file)
+        .with_context(|| format!("{}: thin-link wrote no module list", dist.list_file.display()))?;
+    let by_path: HashMap<&OsStr, usize> = dist.modules.iter().enumerate().map(|(i, m)| (m.path.as_os_str(), i)).collect();
+    let prefix = dist.index_prefix.to_string_lossy();
+    let mut used = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let rel = line
+            .strip_prefix(prefix.as_ref())
+            .ok_or_else(|| anyhow!("{}: unexpected entry {line:?}", dist.list_file.display()))?;
+        let n = *by_path
+            .get(OsStr::new(rel))
+            .ok_or_else(|| anyhow!("{}: thin-link used a module we did not give it: {rel}", dist.list_file.display()))?;
+        used.push(n);
+    }
+    Ok(used)
+}
+
+fn read_imports(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read imports list", path.display()))?;
+    Ok(text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+}
+
+fn extract_members(dist: &DistPlan) -> Result<()> {
+    let mut cache: HashMap<&Path, memmap2::Mmap> = HashMap::new();
+    for (archive, (off, len), dest) in &dist.extract {
+        if !cache.contains_key(archive.as_path()) {
+            let f = std::fs::File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
+            // Safety: read-only map of an input we never write; a concurrent
+            // writer would be a build-system bug either way.
+            let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("{}: cannot map", archive.display()))?;
+            cache.insert(archive.as_path(), map);
+        }
+        let data = &cache[archive.as_path()];
+        let bytes = data
+            .get(*off as usize..(*off + *len) as usize)
+            .ok_or_else(|| anyhow!("{}: member extends past the end of the file", archive.display()))?;
+        if let Some(d) = dest.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(dest, bytes).with_context(|| format!("{}: cannot write", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Rename, or copy + rename when crossing file systems, so the destination
+/// is always either the old file or the complete new one.
+pub fn move_into_place(from: &Path, to: &Path) -> Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let mut tmp = to.as_os_str().to_os_string();
+            tmp.push(format!(".tmp{}", std::process::id()));
+            let tmp = PathBuf::from(tmp);
+            std::fs::copy(from, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+            std::fs::rename(&tmp, to).with_context(|| format!("{}: cannot write", to.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("{}: cannot write", to.display())),
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
+}
+
+/// A thin archive of native objects with a symbol table, in the work dir.
+fn write_thin_archive(path: &Path, members: &[NewMember], dist: &DistPlan, used: &HashSet<usize>) -> Result<()> {
+    use ar_archive_writer::{write_archive_to_stream, ArchiveKind, NewArchiveMember, DEFAULT_OBJECT_READER};
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for m in members {
+        let p = match m {
+            NewMember::Native(p) => p.clone(),
+            // Not extracted by the thin-link: the final link would not
+            // extract its (empty) native object either.
+            NewMember::Module(n) if !used.contains(n) => continue,
+            NewMember::Module(n) => dist.modules[*n].native.clone(),
+        };
+        let data = std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+        files.push((absolute(&p)?, data));
+    }
+    let new: Vec<NewArchiveMember> = files
+        .iter()
+        .map(|(p, d)| NewArchiveMember::new(d.as_slice(), &DEFAULT_OBJECT_READER, p.to_string_lossy().into_owned()))
+        .collect();
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let mut f = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    write_archive_to_stream(&mut f, &new, ArchiveKind::Gnu, true, Some(false))
+        .with_context(|| format!("{}: cannot write archive", path.display()))?;
+    Ok(())
+}
+
+/// Remove everything under `dir` except `keep` (and the directories that
+/// lead to them).
+fn prune_except(dir: &Path, keep: &HashSet<PathBuf>) {
+    fn walk(d: &Path, keep: &HashSet<PathBuf>) -> bool {
+        let mut kept_any = false;
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if walk(&p, keep) {
+                        kept_any = true;
+                    } else {
+                        let _ = std::fs::remove_dir(&p);
+                    }
+                } else if keep.contains(&p) {
+                    kept_any = true;
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        kept_any
+    }
+    if !walk(dir, keep) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
