@@ -1,0 +1,241 @@
+//! Broken inputs, unusable .cmd files and failing backends. A failure must
+//! be loud (non-zero exit, the culprit named) and clean (no output, inputs
+//! untouched, no temporaries); an unusable .cmd must only cost speed.
+
+use crate::support::*;
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+/// A tree with everything compiled and archived but nothing linked.
+fn compiled() -> Tree {
+    let t = Tree::new(CmdFormat::Savedcmd);
+    t.make(Linker::Lld, &["objects"]).ok();
+    t
+}
+
+/// Link `target` with kdthin-ld (argv changed by `edit`) and expect a clean
+/// failure: non-zero exit, no output file, nothing in the tree changed but
+/// native objects of backends that did finish and what `also_allowed` lets by.
+fn link_fails_leaving(
+    t: &Tree,
+    target: &str,
+    edit: impl FnOnce(&mut Vec<OsString>),
+    also_allowed: impl Fn(&Path) -> bool,
+) -> Ran {
+    let before = t.snapshot();
+    let mut argv = t.link_argv(target, Linker::Kdthin);
+    edit(&mut argv);
+    let ran = t.run_linker(&argv, &[]).failed();
+    assert!(!t.exists(target), "{target} left behind by a failed link");
+    t.snapshot()
+        .assert_only_changes(&before, |p| is_native_object(p) || also_allowed(p));
+    ran
+}
+
+/// A failure that leaves no temporaries at all.
+fn link_fails(t: &Tree, target: &str, edit: impl FnOnce(&mut Vec<OsString>)) -> Ran {
+    link_fails_leaving(t, target, edit, |_| false)
+}
+
+/// A failed backend: stderr shows its full command, and kdthin-ld may keep
+/// the index files that command needs (and nothing else) if it says where.
+fn backend_fails(t: &Tree) -> Ran {
+    let in_work_dir = |p: &Path| {
+        p.components()
+            .next()
+            .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(".tmp_kdthin"))
+    };
+    let ran = link_fails_leaving(
+        t,
+        "vmlinux.o",
+        |_| {},
+        |p| {
+            in_work_dir(p)
+                && (t.root().join(p).is_dir() || p.to_string_lossy().ends_with(".thinlto.bc"))
+        },
+    );
+    ran.stderr_contains("-fthinlto-index=");
+    let index = ran
+        .stderr
+        .split_whitespace()
+        .find_map(|w| w.trim_matches('\'').strip_prefix("-fthinlto-index="))
+        .unwrap();
+    assert!(
+        t.root().join(index).is_file(),
+        "the printed backend command needs {index}, which is gone\n{}",
+        ran.report()
+    );
+    for dir in t.work_dirs() {
+        let name = dir.to_string_lossy();
+        ran.stderr_contains(&name);
+    }
+    ran
+}
+
+#[test]
+fn truncated_bitcode_in_an_archive() {
+    require_toolchain!();
+    let t = compiled();
+    t.tamper("kernel/sched.o", |b| b[..b.len() / 2].to_vec());
+    link_fails(&t, "vmlinux.o", |_| {}).stderr_contains("sched.o");
+}
+
+#[test]
+fn truncated_bitcode_in_a_response_file() {
+    require_toolchain!();
+    let t = compiled();
+    t.tamper("mod/foo_util.o", |b| b[..b.len() / 2].to_vec());
+    link_fails(&t, "mod/foo.o", |_| {}).stderr_contains("mod/foo_util.o");
+}
+
+#[test]
+fn missing_input() {
+    require_toolchain!();
+    let t = compiled();
+    link_fails(&t, "vmlinux.o", |argv| {
+        argv.push("mod/kdthin-test-missing.o".into())
+    })
+    .stderr_contains("mod/kdthin-test-missing.o");
+}
+
+#[test]
+fn missing_thin_archive_member() {
+    require_toolchain!();
+    let t = compiled();
+    t.remove("kernel/printk.o");
+    link_fails(&t, "vmlinux.o", |_| {}).stderr_contains("kernel/printk.o");
+}
+
+#[test]
+fn undefined_symbol_in_a_bitcode_link() {
+    require_toolchain!();
+    let t = compiled();
+    // prog without lib/lib.a: nothing defines mini_strlen.
+    link_fails(&t, "prog", |argv| argv.retain(|a| a != "lib/lib.a")).stderr_contains("mini_strlen");
+}
+
+#[test]
+fn failing_backend_shows_its_command() {
+    require_toolchain!();
+    let t = Tree::new(CmdFormat::Savedcmd);
+    // Bitcode keeps inline asm as text: this compiles, and only the backend
+    // (code generation) finds the bad instruction.
+    t.edit("kernel/sched.c", |s| {
+        format!("{s}\nint sched_bad_asm(void)\n{{\n\tasm volatile(\"kdthin_not_an_instruction %eax\");\n\treturn 0;\n}}\n")
+    });
+    t.make(Linker::Lld, &["objects"]).ok();
+    backend_fails(&t)
+        .stderr_contains("kernel/sched.o")
+        .stderr_contains("kdthin_not_an_instruction");
+}
+
+#[test]
+fn failing_backend_from_a_flag_in_the_cmd_file() {
+    require_toolchain!();
+    let t = compiled();
+    let cmd = Tree::cmd_file("kernel/sched.o");
+    t.edit(&cmd, |s| {
+        s.replace(
+            " -c -o kernel/sched.o ",
+            " -mcmodel=bogus -c -o kernel/sched.o ",
+        )
+    });
+    backend_fails(&t).stderr_contains("-mcmodel=bogus");
+}
+
+/// Make kernel/sched.o's .cmd unusable with `spoil`, then link vmlinux.o
+/// and prog with kdthin-ld: both must succeed through ld.lld's in-process
+/// ThinLTO, say so in one line naming the .cmd file, and give the
+/// reference results.
+fn falls_back(spoil: impl FnOnce(&Tree, &str)) {
+    let t = Tree::build(CmdFormat::Savedcmd, Linker::Lld);
+    let reference = LinkResults::of(&t);
+    for out in LINK_OUTPUTS {
+        t.remove(out);
+    }
+    let cmd = Tree::cmd_file("kernel/sched.o");
+    spoil(&t, &cmd);
+    let before = t.snapshot();
+    for target in ["vmlinux.o", "prog"] {
+        let ran = t.link(target, Linker::Kdthin, &[]).ok();
+        let lines: Vec<&str> = ran
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0].contains(&cmd),
+            "expected one line on stderr naming {cmd}\n{}",
+            ran.report()
+        );
+    }
+    assert_same_lines(
+        "defined globals of vmlinux.o",
+        &reference.vmlinux_o,
+        &defined_globals(&t.path("vmlinux.o")),
+    );
+    assert_eq!(t.run_program("prog"), reference.prog_stdout);
+    t.snapshot().assert_only_changes(&before, is_link_product);
+    assert_no_litter(&t);
+}
+
+/// Replace a .cmd file, keeping it newer than its object as kbuild would.
+fn replace_cmd(t: &Tree, cmd: &str, contents: &str) {
+    t.write(cmd, contents);
+    t.set_mtime(cmd, t.mtime("kernel/sched.o") + Duration::from_secs(5));
+}
+
+#[test]
+fn cmd_file_with_garbage_falls_back() {
+    require_toolchain!();
+    falls_back(|t, cmd| replace_cmd(t, cmd, "\u{1}\u{2} this is {{ not a kbuild .cmd file\n"));
+}
+
+#[test]
+fn cmd_file_with_unterminated_quote_falls_back() {
+    require_toolchain!();
+    falls_back(|t, cmd| {
+        let s = String::from_utf8(t.read(cmd)).unwrap();
+        replace_cmd(t, cmd, &s.replace(" -DSCALE=3 ", " -D'SCALE=3 "));
+    });
+}
+
+#[test]
+fn unreadable_cmd_file_falls_back() {
+    require_toolchain!();
+    // Tests may run as root, where permissions do not stop reads: a
+    // directory in the file's place does.
+    falls_back(|t, cmd| {
+        t.remove(cmd);
+        std::fs::create_dir(t.path(cmd)).unwrap();
+    });
+}
+
+#[test]
+fn missing_cmd_file_falls_back() {
+    require_toolchain!();
+    falls_back(|t, cmd| t.remove(cmd));
+}
+
+#[test]
+fn stale_cmd_file_falls_back() {
+    require_toolchain!();
+    // kbuild writes the .cmd after the compile: an older one describes an
+    // earlier compile.
+    falls_back(|t, cmd| t.set_mtime(cmd, t.mtime("kernel/sched.o") - Duration::from_secs(60)));
+}
+
+#[test]
+fn single_object_module_rebuilt_over_its_old_cmd_file() {
+    require_toolchain!();
+    // The realistic stale case: on a rebuild of mod/bar.o, `$(LD) -r` runs
+    // after the compile and before make rewrites the old .bar.o.cmd.
+    let t = Tree::build(CmdFormat::Savedcmd, Linker::Kdthin);
+    t.edit("mod/bar.c", |s| s.replace("return 0;", "return 7;"));
+    t.make(Linker::Kdthin, &["mod/bar.o"]).ok();
+    assert!(is_elf(&t.path("mod/bar.o")), "mod/bar.o should be ELF");
+    let syms = defined_globals(&t.path("mod/bar.o"));
+    assert!(syms.iter().any(|s| s == "bar_init T"), "{syms:?}");
+    assert_no_litter(&t);
+}
