@@ -10,6 +10,7 @@
 //! - [`link`]: drives one distributed link end to end.
 
 pub mod args;
+pub mod cache;
 pub mod exec;
 pub mod input;
 pub mod kbuild;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 
 use crate::args::{CommandLine, OptId};
+use crate::cache;
 use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
@@ -198,10 +199,11 @@ fn distribute(
     if let Ok(r) = &result {
         if r.code == 0 && r.fallback.is_none() && !settings.silent {
             println!(
-                "  {:<7} {}  {} modules, {} compiled, {:.1}s",
+                "  {:<7} {}  {} modules, {} cached, {} compiled, {:.1}s",
                 "LTO",
                 output.display(),
                 r.modules,
+                r.cached,
                 r.compiled,
                 t0.elapsed().as_secs_f64()
             );
@@ -231,6 +233,7 @@ fn distribute(
 struct Outcome {
     code: i32,
     modules: usize,
+    cached: usize,
     compiled: usize,
     /// Files to keep on failure (index files of failed backends).
     keep: Vec<PathBuf>,
@@ -240,7 +243,7 @@ struct Outcome {
 
 impl Outcome {
     fn new(dist: &DistPlan) -> Self {
-        Outcome { code: 0, modules: dist.modules.len(), compiled: 0, keep: vec![], fallback: None }
+        Outcome { code: 0, modules: dist.modules.len(), cached: 0, compiled: 0, keep: vec![], fallback: None }
     }
 }
 
@@ -300,8 +303,17 @@ fn distribute_in(
             }
         }
     };
-    let executor = exec::local::LocalExecutor::new();
-    let summary = exec::scheduler::run_all(jobs.clone(), &executor, &slots, 256, &on_event);
+    let local = exec::local::LocalExecutor::new();
+    let cache = cache::Cache::open(&cache::CacheSettings::from_env());
+    let summary = match &cache {
+        Some(c) => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let caching = cache::CachingExecutor { inner: local, cache: c, cwd };
+            exec::scheduler::run_all(jobs.clone(), &caching, &slots, 256, &on_event)
+        }
+        None => exec::scheduler::run_all(jobs.clone(), &local, &slots, 256, &on_event),
+    };
+    let cached = summary.succeeded.iter().filter(|o| o.ran_on == "cache").count();
     exec::signals::park_if_cancelled();
     let jobs_by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
     // Warnings from successful backends: clang's own lines name the file.
@@ -350,7 +362,7 @@ fn distribute_in(
     });
     let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
     let st = run_tool(settings, real_ld, &final_args)?;
-    Ok(Outcome { code: exit_code(st), compiled: used.len(), ..Outcome::new(dist) })
+    Ok(Outcome { code: exit_code(st), compiled: used.len() - cached, cached, ..Outcome::new(dist) })
 }
 
 /// ld.lld leaves regular (full) LTO modules out of the list and gives them

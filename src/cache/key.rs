@@ -1,0 +1,324 @@
+//! The cache key of one ThinLTO backend compile.
+//!
+//! Everything that decides the native object goes in, each field tagged and
+//! length-prefixed (ccache's hash delimiters), so that no two different
+//! field sequences can produce the same byte stream:
+//! - the compiler's identity ([`CompilerId`]);
+//! - the backend argv, with the per-link paths (output, index, bitcode)
+//!   masked so that moving the work directory keeps the key;
+//! - the index shard: it names the modules imported and their module hashes;
+//! - the bitcode of the module and of every module it imports from;
+//! - the content of files the asm reads (`.incbin`), and of files named on
+//!   the command line (a `-fprofile-sample-use=` profile; an `-include`d
+//!   header the backend ignores costs a spurious miss at worst).
+//!
+//! Not in the key: the working directory, the output and index paths,
+//! and the paths of imported bitcode (clang reads those from the index
+//! shard, which is in the key), so that a new work directory per link
+//! still hits.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::UNIX_EPOCH;
+
+use super::bitcode::inline_asm;
+use super::embed::{embedded_files, Embeds};
+
+pub type Hash = [u8; 32];
+
+/// Bump when the meaning of a key changes: old entries then simply miss.
+const KEY_VERSION: &[u8] = b"kdthin-backend-key-1";
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key(pub(super) Hash);
+
+impl Key {
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.to_hex())
+    }
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a backend is not cached. Not an error: the backend just runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotCacheable(pub String);
+
+impl fmt::Display for NotCacheable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A backend compile as the key sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyInputs<'a> {
+    /// The backend argv. `argv[0]` is the compiler: it enters the key as
+    /// its [`CompilerId`], not as spelled.
+    pub argv: &'a [OsString],
+    /// Positions in `argv` that name per-link paths (the output, the
+    /// index, the bitcode): only their role is hashed, i.e. nothing for a
+    /// bare path and the option part of a joined `-opt=PATH`. See
+    /// [`mask_paths`]. (The bitcode path enters the key on its own.)
+    pub masked: &'a [usize],
+    pub index: &'a Path,
+    pub bitcode: &'a Path,
+    /// Bitcode of the modules this one imports from (its `.imports` file).
+    pub imports: &'a [PathBuf],
+    /// The backend's working directory: `.incbin` names and relative
+    /// paths in `argv` are resolved against it. Must be where the backend
+    /// runs, since that is where the assembler looks.
+    pub cwd: &'a Path,
+}
+
+/// Positions (from 1) of the arguments that are, or end in `=`, one of
+/// `paths`: the ones to put in [`KeyInputs::masked`].
+pub fn mask_paths(argv: &[OsString], paths: &[&Path]) -> Vec<usize> {
+    let names = |a: &OsStr| {
+        let b = a.as_bytes();
+        paths.iter().any(|p| {
+            let p = p.as_os_str().as_bytes();
+            b == p || (b.len() > p.len() && b.ends_with(p) && b[b.len() - p.len() - 1] == b'=')
+        })
+    };
+    (1..argv.len()).filter(|&i| names(&argv[i])).collect()
+}
+
+impl Key {
+    /// The key, or why this backend cannot be cached. `files` memoises
+    /// file hashes across the calls of one link; share it between threads.
+    pub fn compute(inputs: &KeyInputs, compiler: &CompilerId, files: &FileHashes) -> Result<Key, NotCacheable> {
+        let mut h = Fields::new();
+        h.field("version", KEY_VERSION);
+        h.field("compiler", &compiler.digest);
+
+        // The command line. Arguments that name a file also bring in its
+        // content: the backend may read it (a sample profile, a sanitizer
+        // list) and the argv alone would not show that it changed.
+        h.count("argc", inputs.argv.len());
+        for (i, arg) in inputs.argv.iter().enumerate().skip(1) {
+            let a = arg.as_bytes();
+            if inputs.masked.contains(&i) {
+                let role = a.iter().position(|&b| b == b'=').filter(|_| a.starts_with(b"-")).map_or(&a[..0], |e| &a[..=e]);
+                h.field("masked-arg", role);
+                continue;
+            }
+            h.field("arg", a);
+            for path in named_files(a) {
+                if let Some(hash) = files.plain(&inputs.cwd.join(path)) {
+                    h.field("arg-file", &hash);
+                }
+            }
+        }
+
+        let index = std::fs::read(inputs.index).map_err(|e| not_cacheable(inputs.index, e))?;
+        h.field("index", blake3::hash(&index).as_bytes());
+
+        // The module itself, then what it imports from: function-level asm
+        // can come in with an imported function.
+        let mut embeds = Vec::new();
+        let mut add = |tag: &str, path: &Path, h: &mut Fields| -> Result<(), NotCacheable> {
+            let bc = files.bitcode(path)?;
+            h.field(tag, &bc.hash);
+            match &bc.embeds {
+                Embeds::Files(f) => embeds.extend(f.iter().cloned()),
+                Embeds::Unknown(why) => return Err(NotCacheable(format!("{}: {why}", path.display()))),
+            }
+            Ok(())
+        };
+        // The path too: clang finds the module in the index by the name it
+        // was given on the command line, and compiles an empty object when
+        // that name is not the one the thin-link used. (The shard names
+        // the module anyway, so this costs no sharing.)
+        h.field("bitcode-path", inputs.bitcode.as_os_str().as_bytes());
+        add("bitcode", inputs.bitcode, &mut h)?;
+        h.count("imports", inputs.imports.len());
+        for p in inputs.imports {
+            add("import", p, &mut h)?;
+        }
+
+        embeds.sort();
+        embeds.dedup();
+        h.count("incbins", embeds.len());
+        for name in &embeds {
+            let hash = files.plain(&inputs.cwd.join(name)).ok_or_else(|| {
+                NotCacheable(format!(".incbin \"{}\" is not a readable file in {}", name.display(), inputs.cwd.display()))
+            })?;
+            h.field("incbin-name", name.as_os_str().as_bytes());
+            h.field("incbin", &hash);
+        }
+        Ok(Key(h.finish()))
+    }
+}
+
+fn not_cacheable(path: &Path, e: io::Error) -> NotCacheable {
+    NotCacheable(format!("{}: {e}", path.display()))
+}
+
+/// The paths an argument could name: a bare word, a response file
+/// `@file`, or what follows any `=` of an option (`-fprofile-use=p`,
+/// `-fbasic-block-sections=list=p`). Which are files is decided by looking.
+fn named_files(arg: &[u8]) -> impl Iterator<Item = &Path> {
+    let values: Vec<&[u8]> = match arg {
+        [b'-', ..] => arg.iter().enumerate().filter(|(_, &b)| b == b'=').map(|(i, _)| &arg[i + 1..]).collect(),
+        [b'@', rest @ ..] => vec![rest],
+        _ => vec![arg],
+    };
+    values.into_iter().filter(|v| !v.is_empty() && v.len() < 4096).map(|v| Path::new(OsStr::from_bytes(v)))
+}
+
+/// Tagged, length-prefixed fields into one blake3 hash.
+struct Fields(blake3::Hasher);
+
+impl Fields {
+    fn new() -> Self {
+        Fields(blake3::Hasher::new())
+    }
+
+    fn field(&mut self, tag: &str, data: &[u8]) {
+        self.0.update(&(tag.len() as u64).to_le_bytes());
+        self.0.update(tag.as_bytes());
+        self.0.update(&(data.len() as u64).to_le_bytes());
+        self.0.update(data);
+    }
+
+    fn count(&mut self, tag: &str, n: usize) {
+        self.field(tag, &(n as u64).to_le_bytes());
+    }
+
+    fn finish(&self) -> Hash {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+/// Which compiler runs the backends. Probed once per link and compiler:
+/// it runs `--version`.
+#[derive(Clone, Debug)]
+pub struct CompilerId {
+    pub(super) digest: Hash,
+    /// Resolved path and first `--version` line, for messages.
+    pub description: String,
+}
+
+impl CompilerId {
+    /// `program` as it will be run (a bare name is looked up in PATH).
+    ///
+    /// The identity is the name as invoked (clang picks its driver mode
+    /// from it), the resolved binary's path, size and modification time
+    /// (cheap, as ccache's default `compiler_check`; a rebuilt or
+    /// reinstalled clang changes them), its `--version` output (a new
+    /// package version, even when only its shared libLLVM changed), and
+    /// `CCC_OVERRIDE_OPTIONS`, which edits every clang command line.
+    pub fn probe(program: &OsStr) -> io::Result<CompilerId> {
+        let resolved = resolve_in_path(program).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", Path::new(program).display()))
+        })?;
+        let resolved = resolved.canonicalize()?;
+        let md = std::fs::metadata(&resolved)?;
+        let mtime = md.modified()?.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let out = Command::new(program).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!("{} --version failed ({})", resolved.display(), out.status)));
+        }
+        let mut h = Fields::new();
+        h.field("name", Path::new(program).file_name().unwrap_or(program).as_bytes());
+        h.field("path", resolved.as_os_str().as_bytes());
+        h.field("size", &md.len().to_le_bytes());
+        h.field("mtime", &mtime.as_nanos().to_le_bytes());
+        h.field("version", &out.stdout);
+        h.field("ccc-override", std::env::var_os("CCC_OVERRIDE_OPTIONS").unwrap_or_default().as_bytes());
+        let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+        Ok(CompilerId { digest: h.finish(), description: format!("{} ({first})", resolved.display()) })
+    }
+
+    #[cfg(test)]
+    pub(super) fn fake(name: &str) -> CompilerId {
+        CompilerId { digest: *blake3::hash(name.as_bytes()).as_bytes(), description: name.into() }
+    }
+}
+
+fn resolve_in_path(program: &OsStr) -> Option<PathBuf> {
+    let p = Path::new(program);
+    if program.as_bytes().contains(&b'/') {
+        return Some(p.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(p))
+        .find(|c| std::fs::metadata(c).is_ok_and(|m| m.is_file()))
+}
+
+/// What a bitcode file contributes to a key.
+#[derive(Clone, Debug)]
+struct BitcodeFacts {
+    hash: Hash,
+    embeds: Embeds,
+}
+
+/// File hashes memoised by path for one link: one bitcode file is imported
+/// by many modules, and each distinct file should be read once. Safe to
+/// share between backend threads; a second thread asking for a file being
+/// hashed waits for the first.
+#[derive(Default)]
+pub struct FileHashes {
+    bitcode: Memo<Result<Arc<BitcodeFacts>, NotCacheable>>,
+    plain: Memo<Option<Hash>>,
+}
+
+impl FileHashes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hash and asm scan of a bitcode file. Bitcode we cannot parse is
+    /// not cacheable: it might hide an `.incbin`.
+    fn bitcode(&self, path: &Path) -> Result<Arc<BitcodeFacts>, NotCacheable> {
+        self.bitcode.get(path, || {
+            let data = std::fs::read(path).map_err(|e| not_cacheable(path, e))?;
+            let asm = inline_asm(&data).map_err(|e| NotCacheable(format!("{}: {e}", path.display())))?;
+            Ok(Arc::new(BitcodeFacts { hash: *blake3::hash(&data).as_bytes(), embeds: embedded_files(&asm) }))
+        })
+    }
+
+    /// Content hash of a regular file; None when it is not one or cannot
+    /// be read.
+    fn plain(&self, path: &Path) -> Option<Hash> {
+        self.plain.get(path, || {
+            if !std::fs::metadata(path).ok()?.is_file() {
+                return None;
+            }
+            let data = std::fs::read(path).ok()?;
+            Some(*blake3::hash(&data).as_bytes())
+        })
+    }
+}
+
+struct Memo<T>(Mutex<HashMap<PathBuf, Arc<OnceLock<T>>>>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<T: Clone> Memo<T> {
+    fn get(&self, path: &Path, compute: impl FnOnce() -> T) -> T {
+        // The map lock is held only to find the cell; the work happens
+        // outside it so different files are hashed in parallel.
+        let cell = self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(path.to_path_buf()).or_default().clone();
+        cell.get_or_init(compute).clone()
+    }
+}

@@ -1,0 +1,361 @@
+//! The on-disk store: entries, size accounting, eviction.
+//!
+//! Layout under the cache directory:
+//! ```text
+//! CACHEDIR.TAG         tells backup tools to skip the cache
+//! v1/stats             hit/miss totals ("name value" lines), under v1/lock
+//! v1/<h>/              16 shards by the key's first hex digit, each with
+//!        <key hex>     an entry
+//!        size          "bytes files": what the shard holds, under <h>/lock
+//!        lock          flock(2) target
+//!        .tmp.*        entries being written
+//! ```
+//! Entries appear by rename(2) in their own directory, so a reader sees a
+//! whole entry or none; each holds its length and a blake3 hash of its
+//! content, checked on every read, so a torn write (crash, full disk,
+//! someone's `cp`) is detected and discarded.
+//!
+//! Size is kept per shard, like ccache: a put adds to its shard's counter
+//! under the shard lock, and only when that shard exceeds its 1/16 of the
+//! budget is that shard listed and its least recently used entries removed
+//! (a hit sets the entry's mtime). No link ever walks the whole cache.
+//! Counters can drift (a crash between rename and count, two processes
+//! storing the same key at once); every cleanup recounts its shard.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::key::Key;
+
+const SHARDS: u32 = 16;
+const MAGIC: &[u8; 8] = b"KDTHIN\x01\n";
+/// magic, key, object length, stderr length, blake3 of object + stderr.
+const HEADER: usize = 8 + 32 + 8 + 8 + 32;
+/// A cleanup brings its shard down to this share of its budget, so the next
+/// few puts do not trigger another one.
+const CLEANUP_TARGET_PERCENT: u64 = 90;
+/// Temporary files older than this belong to a process that died.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+/// Persisted counters, in file order.
+pub const STAT_NAMES: [&str; 5] = ["hits", "misses", "uncacheable", "stored", "evicted"];
+
+pub struct Store {
+    /// `<cache dir>/v1`.
+    root: PathBuf,
+    /// Bytes; 0 = no limit.
+    max_size: u64,
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The object is at the destination; this is the stderr to replay.
+    Hit(Vec<u8>),
+    Miss,
+    /// The entry failed its check and was removed.
+    Corrupt,
+}
+
+impl Store {
+    /// Creates the directory if needed and checks that we can write there.
+    pub fn open(dir: &Path, max_size: u64) -> io::Result<Store> {
+        let store = Store::at(dir, max_size);
+        let root = &store.root;
+        fs::create_dir_all(root)?;
+        let tag = dir.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let text = "Signature: 8a477f597d28d172789f06886806bc55\n# kdthin-ld's cache of ThinLTO backend objects; safe to delete.\n";
+            write_atomically(&tag, &[text.as_bytes()])?;
+        }
+        // Writable? (A read-only mount or another user's directory.)
+        let probe = tmp_path(root);
+        File::create(&probe)?;
+        fs::remove_file(&probe)?;
+        Ok(store)
+    }
+
+    /// The store at `dir`, without creating or checking anything: for
+    /// reports on a cache that may not exist.
+    pub fn at(dir: &Path, max_size: u64) -> Store {
+        Store { root: dir.join("v1"), max_size }
+    }
+
+    fn shard(&self, key: &Key) -> PathBuf {
+        self.root.join(format!("{:x}", key.0[0] >> 4))
+    }
+
+    fn entry(&self, key: &Key) -> PathBuf {
+        self.shard(key).join(key.to_hex())
+    }
+
+    /// Copies the entry's object to `dest` (through a temporary beside it,
+    /// renamed: `dest` is whole or absent). Err only for trouble with the
+    /// cache itself; a destination we cannot write is a miss, and the
+    /// backend that then runs will report it.
+    pub fn get(&self, key: &Key, dest: &Path) -> io::Result<Lookup> {
+        let path = self.entry(key);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) => return Err(e),
+        };
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)?;
+        let Some((obj, stderr)) = check(&data, key) else {
+            drop(file);
+            self.discard(key, &path, data.len() as u64);
+            return Ok(Lookup::Corrupt);
+        };
+        // Least recently *used*: a hit counts as a use. Failing to touch
+        // (an entry another user stored) costs only eviction order.
+        let _ = file.set_modified(SystemTime::now());
+        let tmp = tmp_path(dest.parent().unwrap_or(Path::new(".")));
+        if write_atomically_via(&tmp, dest, &[obj]).is_err() {
+            return Ok(Lookup::Miss);
+        }
+        Ok(Lookup::Hit(stderr.to_vec()))
+    }
+
+    /// Stores `native` (and the stderr of the compile that made it) under
+    /// `key`, then keeps the shard within budget. Returns the number of
+    /// entries evicted.
+    pub fn put(&self, key: &Key, native: &[u8], stderr: &[u8]) -> io::Result<u64> {
+        let path = self.entry(key);
+        // Another link (or thread) stored it first: same key, same object.
+        if path.exists() {
+            return Ok(0);
+        }
+        let shard = self.shard(key);
+        fs::create_dir_all(&shard)?;
+        let mut content = blake3::Hasher::new();
+        content.update(native);
+        content.update(stderr);
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&key.0);
+        header.extend_from_slice(&(native.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(stderr.len() as u64).to_le_bytes());
+        header.extend_from_slice(content.finalize().as_bytes());
+        write_atomically(&path, &[&header, native, stderr])?;
+
+        let size = (HEADER + native.len() + stderr.len()) as u64;
+        let _lock = Lock::take(&shard.join("lock"))?;
+        let budget = self.shard_budget();
+        let target = budget / 100 * CLEANUP_TARGET_PERCENT;
+        // A missing or garbled counter is rebuilt from the listing.
+        let Some((bytes, files)) = read_counter(&shard) else { return self.cleanup_locked(&shard, target) };
+        let (bytes, files) = (bytes.saturating_add(size), files + 1);
+        if bytes > budget {
+            return self.cleanup_locked(&shard, target);
+        }
+        write_counter(&shard, bytes, files)?;
+        Ok(0)
+    }
+
+    fn shard_budget(&self) -> u64 {
+        match self.max_size {
+            0 => u64::MAX,
+            m => (m / u64::from(SHARDS)).max(1),
+        }
+    }
+
+    /// Removes a bad entry and takes it off its shard's count.
+    fn discard(&self, key: &Key, path: &Path, len: u64) {
+        let shard = self.shard(key);
+        let Ok(_lock) = Lock::take(&shard.join("lock")) else { return };
+        if fs::remove_file(path).is_ok() {
+            if let Some((bytes, files)) = read_counter(&shard) {
+                let _ = write_counter(&shard, bytes.saturating_sub(len), files.saturating_sub(1));
+            }
+        }
+    }
+
+    /// Recounts a shard from its listing and removes the least recently
+    /// used entries until it holds at most `target` bytes. Caller holds
+    /// the shard lock.
+    fn cleanup_locked(&self, shard: &Path, target: u64) -> io::Result<u64> {
+        let mut entries = Vec::new();
+        let now = SystemTime::now();
+        for e in fs::read_dir(shard)? {
+            let e = e?;
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Ok(md) = e.metadata() else { continue };
+            let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            if name.starts_with(".tmp.") {
+                if now.duration_since(mtime).unwrap_or_default() > STALE_TMP {
+                    let _ = fs::remove_file(e.path());
+                }
+            } else if is_entry_name(&name) {
+                entries.push((mtime, md.len(), e.path()));
+            }
+        }
+        entries.sort();
+        let mut bytes: u64 = entries.iter().map(|e| e.1).sum();
+        let mut files = entries.len() as u64;
+        let mut evicted = 0;
+        for (_, len, path) in &entries {
+            if bytes <= target {
+                break;
+            }
+            if fs::remove_file(path).is_ok() {
+                bytes -= len;
+                files -= 1;
+                evicted += 1;
+            }
+        }
+        write_counter(shard, bytes, files)?;
+        Ok(evicted)
+    }
+
+    /// Sum of the shard counters: cheap, and close enough for a report.
+    pub fn size(&self) -> (u64, u64) {
+        (0..SHARDS).filter_map(|s| read_counter(&self.root.join(format!("{s:x}")))).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
+    }
+
+    /// Removes every entry. Shard directories stay: a link running now
+    /// may be about to rename an entry into one.
+    pub fn clear(&self) -> io::Result<()> {
+        for s in 0..SHARDS {
+            let shard = self.root.join(format!("{s:x}"));
+            if !shard.is_dir() {
+                continue;
+            }
+            let _lock = Lock::take(&shard.join("lock"))?;
+            for e in fs::read_dir(&shard)? {
+                let e = e?;
+                if is_entry_name(&e.file_name().to_string_lossy()) {
+                    fs::remove_file(e.path())?;
+                }
+            }
+            write_counter(&shard, 0, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Adds to the persisted totals.
+    pub fn add_stats(&self, add: &[u64; 5]) -> io::Result<()> {
+        if add.iter().all(|&n| n == 0) {
+            return Ok(());
+        }
+        let _lock = Lock::take(&self.root.join("lock"))?;
+        let mut totals = self.read_stats();
+        for (t, a) in totals.iter_mut().zip(add) {
+            *t = t.saturating_add(*a);
+        }
+        let text: String = STAT_NAMES.iter().zip(totals).map(|(n, v)| format!("{n} {v}\n")).collect();
+        write_atomically(&self.root.join("stats"), &[text.as_bytes()])
+    }
+
+    pub fn zero_stats(&self) -> io::Result<()> {
+        if !self.root.is_dir() {
+            return Ok(());
+        }
+        let _lock = Lock::take(&self.root.join("lock"))?;
+        match fs::remove_file(self.root.join("stats")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn read_stats(&self) -> [u64; 5] {
+        let mut out = [0; 5];
+        let text = fs::read_to_string(self.root.join("stats")).unwrap_or_default();
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some(name), Some(Ok(v))) = (w.next(), w.next().map(str::parse)) {
+                if let Some(i) = STAT_NAMES.iter().position(|n| *n == name) {
+                    out[i] = v;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The object and stderr of a well-formed entry for `key`.
+fn check<'a>(data: &'a [u8], key: &Key) -> Option<(&'a [u8], &'a [u8])> {
+    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap());
+    if data.len() < HEADER || &data[..8] != MAGIC || data[8..40] != key.0 {
+        return None;
+    }
+    let (obj_len, err_len) = (u64_at(40), u64_at(48));
+    let body = &data[HEADER..];
+    if obj_len.checked_add(err_len) != Some(body.len() as u64) || blake3::hash(body).as_bytes() != &data[56..88] {
+        return None;
+    }
+    Some(body.split_at(obj_len as usize))
+}
+
+fn is_entry_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn read_counter(shard: &Path) -> Option<(u64, u64)> {
+    let text = fs::read_to_string(shard.join("size")).ok()?;
+    let mut w = text.split_whitespace().map(str::parse::<u64>);
+    match (w.next(), w.next()) {
+        (Some(Ok(b)), Some(Ok(f))) => Some((b, f)),
+        _ => None,
+    }
+}
+
+fn write_counter(shard: &Path, bytes: u64, files: u64) -> io::Result<()> {
+    write_atomically(&shard.join("size"), &[format!("{bytes} {files}\n").as_bytes()])
+}
+
+/// A temporary name in `dir` no other thread or process uses: pid plus a
+/// process-wide counter, plus the time, since containers sharing a cache
+/// can reuse pids.
+fn tmp_path(dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    dir.join(format!(".tmp.{}.{n}.{t:x}", std::process::id()))
+}
+
+fn write_atomically(dest: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    write_atomically_via(&tmp_path(dest.parent().unwrap_or(Path::new("."))), dest, parts)
+}
+
+fn write_atomically_via(tmp: &Path, dest: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+        for p in parts {
+            f.write_all(p)?;
+        }
+        drop(f);
+        fs::rename(tmp, dest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}
+
+/// An exclusive flock(2), released when dropped. flock locks belong to the
+/// open file, so two threads of one process exclude each other too.
+struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    fn take(path: &Path) -> io::Result<Lock> {
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Lock { _file: f });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
