@@ -230,18 +230,18 @@ impl CompilerId {
         let resolved = resolved.canonicalize()?;
         let md = std::fs::metadata(&resolved)?;
         let mtime = md.modified()?.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let out = Command::new(program).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!("{} --version failed ({})", resolved.display(), out.status)));
+        let (status, stdout) = run_version(program)?;
+        if !status.success() {
+            return Err(io::Error::other(format!("{} --version failed ({status})", resolved.display())));
         }
         let mut h = Fields::new();
         h.field("name", Path::new(program).file_name().unwrap_or(program).as_bytes());
         h.field("path", resolved.as_os_str().as_bytes());
         h.field("size", &md.len().to_le_bytes());
         h.field("mtime", &mtime.as_nanos().to_le_bytes());
-        h.field("version", &out.stdout);
+        h.field("version", &stdout);
         h.field("ccc-override", std::env::var_os("CCC_OVERRIDE_OPTIONS").unwrap_or_default().as_bytes());
-        let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+        let first = String::from_utf8_lossy(&stdout).lines().next().unwrap_or("").to_string();
         Ok(CompilerId { digest: h.finish(), description: format!("{} ({first})", resolved.display()) })
     }
 
@@ -249,6 +249,22 @@ impl CompilerId {
     pub(super) fn fake(name: &str) -> CompilerId {
         CompilerId { digest: *blake3::hash(name.as_bytes()).as_bytes(), description: name.into() }
     }
+}
+
+/// `program --version`, as a child the signal handler knows about: a
+/// SIGTERM mid-link must stop it like any backend.
+fn run_version(program: &OsStr) -> io::Result<(std::process::ExitStatus, Vec<u8>)> {
+    use std::io::Read;
+    let mut child =
+        Command::new(program).arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    crate::exec::signals::register_child(child.id());
+    let mut stdout = Vec::new();
+    let read = child.stdout.take().map(|mut o| o.read_to_end(&mut stdout));
+    let status = crate::exec::signals::wait_child(&mut child)?;
+    if let Some(r) = read {
+        r?;
+    }
+    Ok((status, stdout))
 }
 
 fn resolve_in_path(program: &OsStr) -> Option<PathBuf> {

@@ -205,22 +205,23 @@ impl Cache {
         id.clone().ok_or_else(|| NotCacheable(format!("cannot identify the compiler {}", Path::new(program).display())))
     }
 
-    /// On a hit, writes the cached object to `dest` and returns the stderr
-    /// its compile printed (warnings, to show again). Never returns an
-    /// entry that failed its check.
-    pub fn get(&self, key: &Key, dest: &Path) -> Option<Vec<u8>> {
+    /// On a hit, writes the cached object to `dest` (unless `installed`
+    /// already holds it) and returns the stderr its compile printed
+    /// (warnings, to show again). Never returns an entry that failed its
+    /// check.
+    pub fn get(&self, key: &Key, dest: &Path, installed: Option<&Path>) -> Option<Hit> {
         if self.broken.load(Ordering::Relaxed) {
             return None;
         }
-        let found = self.store.get(key, dest).unwrap_or_else(|e| {
+        let found = self.store.get(key, dest, installed).unwrap_or_else(|e| {
             self.fail(&e);
             Lookup::Miss
         });
         let c = &self.counts;
         match found {
-            Lookup::Hit(stderr) => {
+            Lookup::Hit { stderr, unchanged } => {
                 c.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(stderr);
+                return Some(Hit { stderr, unchanged });
             }
             Lookup::Corrupt => c.corrupt.fetch_add(1, Ordering::Relaxed),
             Lookup::Miss => 0,
@@ -342,6 +343,14 @@ pub struct CachingExecutor<'a, E> {
     pub cwd: PathBuf,
 }
 
+/// A verified cache hit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub stderr: Vec<u8>,
+    /// The installed file already held the object; nothing was written.
+    pub unchanged: bool,
+}
+
 impl<E: Executor> Executor for CachingExecutor<'_, E> {
     fn run(&self, job: &Job) -> Result<JobOutcome, JobError> {
         let ([bitcode, index, imports @ ..], [native]) = (job.inputs.as_slice(), job.outputs.as_slice()) else {
@@ -353,8 +362,14 @@ impl<E: Executor> Executor for CachingExecutor<'_, E> {
         let inputs = KeyInputs { argv: &job.argv, masked: &masked, index, bitcode, imports, cwd: &self.cwd };
         let Ok(key) = self.cache.key(&inputs) else { return self.inner.run(job) };
         let start = Instant::now();
-        if let Some(stderr) = self.cache.get(&key, native) {
-            return Ok(JobOutcome { id: job.id, wall: start.elapsed(), ran_on: "cache", stderr });
+        if let Some(hit) = self.cache.get(&key, native, job.install.as_deref()) {
+            return Ok(JobOutcome {
+                id: job.id,
+                wall: start.elapsed(),
+                ran_on: "cache",
+                stderr: hit.stderr,
+                already_installed: hit.unchanged,
+            });
         }
         let outcome = self.inner.run(job)?;
         self.cache.put(&key, native, &outcome.stderr);

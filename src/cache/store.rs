@@ -54,8 +54,9 @@ pub struct Store {
 /// What a lookup found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// The object is at the destination; this is the stderr to replay.
-    Hit(Vec<u8>),
+    /// The object is at the destination (or, `unchanged`, already at the
+    /// installed path); `stderr` is what to replay.
+    Hit { stderr: Vec<u8>, unchanged: bool },
     Miss,
     /// The entry failed its check and was removed.
     Corrupt,
@@ -97,7 +98,9 @@ impl Store {
     /// renamed: `dest` is whole or absent). Err only for trouble with the
     /// cache itself; a destination we cannot write is a miss, and the
     /// backend that then runs will report it.
-    pub fn get(&self, key: &Key, dest: &Path) -> io::Result<Lookup> {
+    /// On a verified hit, writes the object to `dest`, unless `installed`
+    /// already holds exactly these bytes (then nothing is written).
+    pub fn get(&self, key: &Key, dest: &Path, installed: Option<&Path>) -> io::Result<Lookup> {
         let path = self.entry(key);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -114,11 +117,14 @@ impl Store {
         // Least recently *used*: a hit counts as a use. Failing to touch
         // (an entry another user stored) costs only eviction order.
         let _ = file.set_modified(SystemTime::now());
+        if installed.is_some_and(|p| same_content(p, obj)) {
+            return Ok(Lookup::Hit { stderr: stderr.to_vec(), unchanged: true });
+        }
         let tmp = tmp_path(dest.parent().unwrap_or(Path::new(".")));
         if write_atomically_via(&tmp, dest, &[obj]).is_err() {
             return Ok(Lookup::Miss);
         }
-        Ok(Lookup::Hit(stderr.to_vec()))
+        Ok(Lookup::Hit { stderr: stderr.to_vec(), unchanged: false })
     }
 
     /// Stores `native` (and the stderr of the compile that made it) under
@@ -359,3 +365,13 @@ impl Lock {
         }
     }
 }
+
+/// Does the file at `path` hold exactly `data`? Reading it back costs far
+/// less than creating and renaming a file over it.
+fn same_content(path: &Path, data: &[u8]) -> bool {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == data.len() as u64 => fs::read(path).is_ok_and(|d| d == data),
+        _ => false,
+    }
+}
+

@@ -476,14 +476,37 @@ fn entries(root: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 #[test]
+fn a_hit_identical_to_the_installed_object_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
+    let k = key_in(4, 1);
+    cache.put(&k, &object(t.path(), "n.o", 1000, 7), b"");
+    let installed = t.path().join("installed.o");
+    let dest = t.path().join("tmp.o");
+    // Installed differs (size, then content): the object goes to dest.
+    fs::write(&installed, vec![7; 999]).unwrap();
+    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(false));
+    assert_eq!(fs::read(&dest).unwrap(), vec![7; 1000]);
+    fs::remove_file(&dest).unwrap();
+    fs::write(&installed, [vec![7; 999], vec![8]].concat()).unwrap();
+    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(false));
+    assert!(dest.exists());
+    fs::remove_file(&dest).unwrap();
+    // Installed holds exactly the object: a hit, and dest is not created.
+    fs::write(&installed, vec![7; 1000]).unwrap();
+    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(true));
+    assert!(!dest.exists());
+}
+
+#[test]
 fn put_then_get() {
     let t = tempfile::tempdir().unwrap();
     let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
     let k = key_in(3, 1);
     let dest = t.path().join("dest.o");
-    assert_eq!(cache.get(&k, &dest), None);
+    assert_eq!(cache.get(&k, &dest, None), None);
     cache.put(&k, &object(t.path(), "n.o", 1000, 7), b"warning: frame size\n");
-    assert_eq!(cache.get(&k, &dest).as_deref(), Some(&b"warning: frame size\n"[..]));
+    assert_eq!(cache.get(&k, &dest, None).map(|h| h.stderr).as_deref(), Some(&b"warning: frame size\n"[..]));
     assert_eq!(fs::read(&dest).unwrap(), vec![7; 1000]);
     let s = cache.link_stats();
     assert_eq!((s.hits, s.misses, s.stored), (1, 1, 1));
@@ -519,12 +542,12 @@ fn corrupt_entries_are_discarded_never_used() {
         let path = t.path().join("c/v1/5").join(k.to_hex());
         f(&path);
         let dest = t.path().join(format!("d{n}.o"));
-        assert_eq!(cache.get(&k, &dest), None, "{what}: served");
+        assert_eq!(cache.get(&k, &dest, None), None, "{what}: served");
         assert!(!dest.exists(), "{what}: written to the destination");
         assert!(!path.exists(), "{what}: not removed");
         // Rebuilt: stored again, then served.
         cache.put(&k, &native, b"");
-        assert!(cache.get(&k, &dest).is_some(), "{what}: not stored again");
+        assert!(cache.get(&k, &dest, None).is_some(), "{what}: not stored again");
     }
     assert_eq!(cache.link_stats().corrupt, 4);
 
@@ -532,7 +555,7 @@ fn corrupt_entries_are_discarded_never_used() {
     let (a, b) = (key_in(6, 100), key_in(6, 101));
     cache.put(&a, &native, b"");
     fs::copy(t.path().join("c/v1/6").join(a.to_hex()), t.path().join("c/v1/6").join(b.to_hex())).unwrap();
-    assert_eq!(cache.get(&b, &t.path().join("x.o")), None);
+    assert_eq!(cache.get(&b, &t.path().join("x.o"), None), None);
 }
 
 #[test]
@@ -550,7 +573,7 @@ fn concurrent_puts_from_threads() {
                 for _ in 0..20 {
                     c.put(&k, native, b"");
                     let dest = native.with_file_name(format!("out{i}.o"));
-                    if c.get(&k, &dest).is_some() {
+                    if c.get(&k, &dest, None).is_some() {
                         assert_eq!(fs::read(&dest).unwrap(), vec![9; 20_000]);
                     }
                 }
@@ -558,7 +581,7 @@ fn concurrent_puts_from_threads() {
         }
     });
     let c = Cache::try_open(&settings(&dir, 0)).unwrap().unwrap();
-    assert!(c.get(&k, &t.path().join("final.o")).is_some());
+    assert!(c.get(&k, &t.path().join("final.o"), None).is_some());
     assert_eq!(entries(&dir).len(), 1);
 }
 
@@ -575,7 +598,7 @@ fn child_puts() {
         let native = object(scratch.path(), "n.o", 1000 + n as usize, n as u8);
         c.put(&k, &native, b"");
         let dest = scratch.path().join("d.o");
-        if c.get(&k, &dest).is_some() {
+        if c.get(&k, &dest, None).is_some() {
             assert_eq!(fs::read(&dest).unwrap(), vec![n as u8; 1000 + n as usize]);
         }
     }
@@ -607,7 +630,7 @@ fn concurrent_puts_from_processes() {
     for (path, _) in entries(&dir) {
         let k = Key(hex_key(&path));
         let dest = t.path().join("check.o");
-        assert!(matches!(store.get(&k, &dest).unwrap(), Lookup::Hit(_)), "{}", path.display());
+        assert!(matches!(store.get(&k, &dest, None).unwrap(), Lookup::Hit { .. }), "{}", path.display());
     }
     for s in 0..3 {
         let real: u64 = entries(&dir).iter().filter(|(p, _)| p.parent().unwrap().ends_with(format!("{s:x}"))).map(|e| e.1).sum();
@@ -642,7 +665,7 @@ fn eviction_keeps_size_bound_and_recent_entries() {
         let f = fs::File::options().write(true).open(dir.join("v1/0").join(k.to_hex())).unwrap();
         f.set_modified(now - Duration::from_secs(1000 - 10 * i as u64)).unwrap();
     }
-    assert!(cache.get(&keys[0], &t.path().join("d.o")).is_some());
+    assert!(cache.get(&keys[0], &t.path().join("d.o"), None).is_some());
     // Two more: the second overflows the shard, and the cleanup brings it
     // down to 90% by evicting the two least recently used.
     for n in 4..6 {
@@ -713,7 +736,7 @@ fn cache_trouble_mid_link_degrades_to_no_cache() {
     assert!(cache.broken.load(Ordering::Relaxed));
     // From now on: no lookups, no stores, no errors.
     cache.put(&key_in(5, 1), &native, b"");
-    assert_eq!(cache.get(&key_in(5, 1), &t.path().join("d.o")), None);
+    assert_eq!(cache.get(&key_in(5, 1), &t.path().join("d.o"), None), None);
     assert_eq!(cache.link_stats().stored, 0);
 }
 
@@ -728,7 +751,7 @@ fn stats_and_clear() {
         let cache = Cache::open(&s).unwrap();
         for n in 0..10 {
             let k = key_in(n as u8, n);
-            if cache.get(&k, &t.path().join("d.o")).is_none() {
+            if cache.get(&k, &t.path().join("d.o"), None).is_none() {
                 cache.put(&k, &native, b"");
             }
         }
@@ -799,7 +822,7 @@ impl Executor for FakeBackend {
             return Err(JobError::Failed { status: "exit status 1".into(), stderr: b"error\n".to_vec() });
         }
         fs::write(&job.outputs[0], b"native object").unwrap();
-        Ok(JobOutcome { id: job.id, wall: Duration::ZERO, ran_on: "local", stderr: b"warning: w\n".to_vec() })
+        Ok(JobOutcome { id: job.id, wall: Duration::ZERO, ran_on: "local", stderr: b"warning: w\n".to_vec(), already_installed: false })
     }
 }
 
@@ -820,6 +843,7 @@ fn caching_executor() {
         inputs: [vec![b.bitcode.clone(), b.index.clone()], b.imports.clone()].concat(),
         outputs: vec![b.out.clone()],
         weight: 1,
+        install: None,
     };
     let failing = CachingExecutor { inner: FakeBackend { runs: AtomicUsize::new(0), fail: true }, cache: &cache, cwd: b.dir.path().into() };
     assert!(failing.run(&job).is_err());

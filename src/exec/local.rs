@@ -50,6 +50,7 @@ impl Executor for LocalExecutor {
 
         if status.success() {
             Ok(JobOutcome {
+                already_installed: false,
                 id: job.id,
                 wall: start.elapsed(),
                 ran_on: "local",
@@ -128,6 +129,7 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             weight: 0,
+            install: None,
         }
     }
 

@@ -32,6 +32,11 @@ pub struct Job {
     pub outputs: Vec<PathBuf>,
     /// Scheduling weight (bitcode size): largest first.
     pub weight: u64,
+    /// Where the caller will put `outputs[0]` after success. An executor
+    /// that finds the result already there (a cache hit identical to the
+    /// installed file) may skip writing and say so: rewriting hundreds of
+    /// unchanged objects is most of a no-op relink's cost.
+    pub install: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +47,8 @@ pub struct JobOutcome {
     pub ran_on: &'static str,
     /// stderr of a successful job (warnings), passed on to the user.
     pub stderr: Vec<u8>,
+    /// The result is already at `Job::install`; `outputs` were not written.
+    pub already_installed: bool,
 }
 
 #[derive(Debug)]

@@ -268,6 +268,7 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             weight: 0,
+            install: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) fn job(id: usize, weight: u64) -> Job {
         inputs: vec![],
         outputs: vec![],
         weight,
+        install: None,
     }
 }
 
@@ -65,6 +66,7 @@ impl Executor for FakeExec {
             });
         }
         Ok(JobOutcome {
+            already_installed: false,
             id: job.id,
             wall: self.delay,
             ran_on: "fake",

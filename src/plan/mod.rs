@@ -88,6 +88,8 @@ pub enum NewMember {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DistPlan {
     pub work: PathBuf,
+    /// Where index and imports files go (may be outside `work`).
+    pub index_dir: PathBuf,
     pub modules: Vec<Module>,
     /// Arguments (without argv[0]) of the index-only thin-link.
     pub thin_link: Vec<OsString>,
@@ -146,7 +148,11 @@ fn holds_bitcode(facts: &FileFacts) -> bool {
 }
 
 /// Decide. `inputs` are `cl.inputs()`, `facts` describes each input path.
-pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path) -> Plan {
+/// `work` is the per-link work directory; `index_dir` is where the
+/// thin-link writes its index and imports files (a tmpfs when there is one:
+/// creating a thousand small files on a disk file system is most of a
+/// no-op relink's cost).
+pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, index_dir: &Path) -> Plan {
     let bitcode_inputs = inputs
         .iter()
         .filter(|i| !i.is_script && facts.get(&i.path).is_some_and(holds_bitcode))
@@ -163,7 +169,7 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path) -
     };
 
     let index_prefix = {
-        let mut p = work.join("idx").into_os_string();
+        let mut p = index_dir.as_os_str().to_os_string();
         p.push("/");
         p
     };
@@ -211,6 +217,7 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path) -
 
     Plan::Distribute(DistPlan {
         work: work.to_path_buf(),
+        index_dir: index_dir.to_path_buf(),
         modules: b.modules,
         thin_link,
         list_file,

@@ -20,7 +20,7 @@ fn thin(path: &str, members: &[(&str, FileKind)]) -> (PathBuf, FileFacts) {
 fn plan_for(argv: &[&str], facts: Vec<(PathBuf, FileFacts)>) -> Plan {
     let cl = CommandLine::parse(&os(argv)).unwrap();
     let inputs = cl.inputs().unwrap();
-    plan(&cl, &inputs, &facts.into_iter().collect(), Path::new("/w"))
+    plan(&cl, &inputs, &facts.into_iter().collect(), Path::new("/w"), Path::new("/w/idx"))
 }
 
 const BC: FileKind = FileKind::Bitcode;

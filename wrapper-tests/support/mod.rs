@@ -252,7 +252,9 @@ pub fn run(cmd: &mut Command) -> Ran {
 
 /// The environment kbuild gives `$(LD)`, without anything from the caller
 /// that could change the outcome (make's jobserver, our own KDTHIN_*
-/// settings, a CC that is not clang).
+/// settings, a CC that is not clang). The backend cache is off unless a
+/// test turns it on with a cache directory of its own: tests must neither
+/// fill the developer's cache nor be served from it.
 pub fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
@@ -262,7 +264,7 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
             cmd.env_remove(&*k);
         }
     }
-    cmd.env("CC", CLANG)
+    cmd.env("CC", CLANG).env("KDTHIN_CACHE", "off")
 }
 
 /// A private, writable copy of `kernel-fixtures/mini` under cargo's test
