@@ -17,4 +17,5 @@ pub mod kbuild;
 pub mod link;
 pub mod paths;
 pub mod plan;
+pub mod report;
 pub mod toolchain;

@@ -17,6 +17,7 @@ use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
+use crate::report::{names, summary::Jobs, LinkRecorder, ReportSettings};
 use crate::toolchain::{find_real_ld, LookupEnv};
 
 /// Environment knobs, read once.
@@ -60,6 +61,7 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
     let self_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let real_ld = find_real_ld(&LookupEnv::from_process(), &self_exe)?;
     let settings = Settings::from_env();
+    let reporting = ReportSettings::from_env(settings.silent, settings.verbose);
 
     // Anything we cannot read or parse goes to ld.lld unchanged: it is the
     // authority on bad command lines and missing inputs, and its messages
@@ -75,6 +77,7 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
         Plan::Passthrough(Passthrough::NoBitcode) => exec_real(&real_ld, &argv),
         Plan::Passthrough(why) => {
             eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+            LinkRecorder::passthrough(&output, &real_ld, &why.to_string(), reporting);
             exec_real(&real_ld, &argv)
         }
         Plan::Distribute(dist) => {
@@ -85,10 +88,13 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 Ok(c) => c,
                 Err(why) => {
                     eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+                    LinkRecorder::passthrough(&output, &real_ld, &why, reporting);
                     return exec_real(&real_ld, &argv);
                 }
             };
-            distribute(&real_ld, &argv, &cl, &dist, &compiles, &output, &settings)
+            let rec = LinkRecorder::new(&output, &real_ld, reporting);
+            let link = Link { real_ld: &real_ld, argv: &argv, cl: &cl, dist: &dist, compiles: &compiles, output: &output, settings: &settings, rec: &rec };
+            distribute(&link)
         }
     }
 }
@@ -213,22 +219,29 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(1))
 }
 
-fn distribute(
-    real_ld: &Path,
-    argv: &[OsString],
-    cl: &CommandLine,
-    dist: &DistPlan,
-    compiles: &[kbuild::compile::CompileCommand],
-    output: &Path,
-    settings: &Settings,
-) -> Result<i32> {
+/// Everything one distributed link needs, decided before it starts.
+struct Link<'a> {
+    real_ld: &'a Path,
+    /// The original argv, for a fallback to in-process.
+    argv: &'a [OsString],
+    cl: &'a CommandLine,
+    dist: &'a DistPlan,
+    /// One per module, in `dist.modules` order.
+    compiles: &'a [kbuild::compile::CompileCommand],
+    output: &'a Path,
+    settings: &'a Settings,
+    rec: &'a LinkRecorder,
+}
+
+fn distribute(link: &Link) -> Result<i32> {
+    let Link { real_ld, argv, dist, output, settings, rec, .. } = *link;
     let t0 = Instant::now();
     exec::signals::install();
     for d in [&dist.work, &dist.index_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create work directory", d.display()))?;
         exec::signals::register_cleanup(d);
     }
-    let result = distribute_in(real_ld, cl, dist, compiles, settings);
+    let result = distribute_in(link);
     if let Ok(r) = &result {
         if r.code == 0 && r.fallback.is_none() && !settings.silent {
             println!(
@@ -265,11 +278,19 @@ fn distribute(
     for d in [&dist.work, &dist.index_dir] {
         exec::signals::unregister_cleanup(d);
     }
-    let r = result?;
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            rec.finish(1);
+            return Err(e);
+        }
+    };
     if let Some(why) = r.fallback {
         eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+        rec.finish_in_process(&why);
         return exec_real(real_ld, argv);
     }
+    rec.finish(r.code);
     Ok(r.code)
 }
 
@@ -290,18 +311,15 @@ impl Outcome {
     }
 }
 
-fn distribute_in(
-    real_ld: &Path,
-    cl: &CommandLine,
-    dist: &DistPlan,
-    compiles: &[kbuild::compile::CompileCommand],
-    settings: &Settings,
-) -> Result<Outcome> {
+fn distribute_in(link: &Link) -> Result<Outcome> {
+    let Link { real_ld, cl, dist, compiles, settings, rec, .. } = *link;
     extract_members(dist)?;
 
     // 1. Thin-link: index and imports files only.
     let args = maybe_rsp(&dist.work, "thin-link.rsp", dist.thin_link.clone())?;
+    let t = Instant::now();
     let st = run_tool(settings, real_ld, &args)?;
+    rec.phase(names::THIN_LINK, t, Instant::now());
     if !st.success() {
         let mut all = vec![real_ld.as_os_str().to_os_string()];
         all.extend(args);
@@ -309,6 +327,7 @@ fn distribute_in(
         return Ok(Outcome { code: exit_code(st).max(1), ..Outcome::new(dist) });
     }
     let used = used_modules(dist)?;
+    rec.update(|r| (r.modules, r.used_modules) = (dist.modules.len(), used.len()));
     if let Some(why) = not_thin_lto(dist, &used) {
         return Ok(Outcome { fallback: Some(why), ..Outcome::new(dist) });
     }
@@ -335,7 +354,7 @@ fn distribute_in(
         });
     }
     let by_id: HashMap<usize, Job> = jobs.iter().map(|j| (j.id, j.clone())).collect();
-    let (slots, _source, note) = exec::slots::Slots::from_env(
+    let (slots, source, note) = exec::slots::Slots::from_env(
         std::env::var("MAKEFLAGS").ok().as_deref(),
         std::env::var("KDTHIN_JOBS").ok().as_deref(),
     );
@@ -344,8 +363,10 @@ fn distribute_in(
             eprintln!("kdthin-ld: {note}");
         }
     }
+    rec.update(|r| r.jobs = Jobs::new(&source, slots.limit()));
     let verbose = settings.verbose;
     let on_event = move |ev: exec::scheduler::Event| {
+        rec.on_event(ev);
         if verbose {
             if let exec::scheduler::Event::Started { id, .. } = ev {
                 if let Some(j) = by_id.get(&id) {
@@ -360,10 +381,13 @@ fn distribute_in(
         Some(c) => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let caching = cache::CachingExecutor { inner: local, cache: c, cwd };
-            exec::scheduler::run_all(jobs.clone(), &caching, &slots, 256, &on_event)
+            rec.backends(&jobs, || exec::scheduler::run_all(jobs.clone(), &caching, &slots, 256, &on_event))
         }
-        None => exec::scheduler::run_all(jobs.clone(), &local, &slots, 256, &on_event),
+        None => rec.backends(&jobs, || exec::scheduler::run_all(jobs.clone(), &local, &slots, 256, &on_event)),
     };
+    if let Some(c) = &cache {
+        rec.update(|r| r.cache_misses = c.link_stats().misses as usize);
+    }
     let cached = summary.succeeded.iter().filter(|o| o.ran_on == "cache").count();
     exec::signals::park_if_cancelled();
     let jobs_by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
@@ -413,7 +437,9 @@ fn distribute_in(
         })
     });
     let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
+    let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args)?;
+    rec.phase(names::FINAL_LINK, t, Instant::now());
     Ok(Outcome { code: exit_code(st), compiled: used.len() - cached, cached, ..Outcome::new(dist) })
 }
 
