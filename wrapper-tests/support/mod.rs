@@ -278,6 +278,19 @@ pub struct Tree {
 impl Tree {
     /// A clean copy of the fixture, nothing built.
     pub fn new(format: CmdFormat) -> Tree {
+        let tree = Tree::copy_from(&fixture_dir(), format);
+        // In case someone built inside the fixture itself.
+        tree.make(Linker::Lld, &["clean"]).ok();
+        tree
+    }
+
+    /// A copy of `other` as it is now, built files included, in a temp
+    /// dir of its own (kept on failure like any tree).
+    pub fn copy_of(other: &Tree) -> Tree {
+        Tree::copy_from(&other.root, other.format)
+    }
+
+    fn copy_from(src: &Path, format: CmdFormat) -> Tree {
         let prefix = format!("{}-", test_name().replace("::", "-"));
         let tmp = tempfile::Builder::new()
             .prefix(&prefix)
@@ -290,13 +303,7 @@ impl Tree {
             format,
         };
         // cp -a: the tests depend on mtimes (.cmd newer than its object).
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(fixture_dir())
-            .arg(&tree.root))
-        .ok();
-        // In case someone built inside the fixture itself.
-        tree.make(Linker::Lld, &["clean"]).ok();
+        run(Command::new("cp").arg("-a").arg(src).arg(&tree.root)).ok();
         tree
     }
 
@@ -315,6 +322,13 @@ impl Tree {
         self.root.join(rel)
     }
 
+    /// Where kdthin-ld puts index files for this tree's links: next to the
+    /// tree, so kept ones (failed backends, KDTHIN_SAVE_TEMPS) go away with
+    /// the test instead of piling up in /dev/shm.
+    pub fn index_tmp(&self) -> PathBuf {
+        self.scratch().join("kdthin-tmp")
+    }
+
     /// A directory next to the tree (not inside it) for test helpers.
     pub fn scratch(&self) -> PathBuf {
         self.root.parent().unwrap().to_path_buf()
@@ -322,13 +336,23 @@ impl Tree {
 
     /// `make -j2 TARGETS` with the fixture's tools and `LD` set to `linker`.
     pub fn make(&self, linker: Linker, targets: &[&str]) -> Ran {
+        self.make_with(linker, targets, &[])
+    }
+
+    /// [`Tree::make`] with `envs` added to make's environment (so also to
+    /// `$(LD)`'s), e.g. to turn the backend cache on.
+    pub fn make_with(&self, linker: Linker, targets: &[&str], envs: &[(&str, &OsStr)]) -> Ran {
         let mut cmd = Command::new("make");
         clean_env(&mut cmd)
             .current_dir(&self.root)
+            .env("KDTHIN_TMPDIR", self.index_tmp())
             .args(["-j2", "V=1", &format!("CC={CLANG}"), &format!("AR={AR}")])
             .arg(format!("CMD_PREFIX={}", self.format.prefix()))
             .arg(concat_os("LD=", &linker.program()))
             .args(targets);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
         run(&mut cmd)
     }
 
@@ -338,6 +362,7 @@ impl Tree {
         let mut cmd = Command::new("make");
         clean_env(&mut cmd)
             .current_dir(&self.root)
+            .env("KDTHIN_TMPDIR", self.index_tmp())
             .args(["-s", "print-link", &format!("LINK={target}")])
             .arg(concat_os("LD=", &linker.program()));
         let printed = run(&mut cmd).ok().stdout;
@@ -357,7 +382,7 @@ impl Tree {
     /// Run `argv` (argv[0] is the linker) in the tree with kbuild's environment.
     pub fn run_linker(&self, argv: &[OsString], envs: &[(&str, &OsStr)]) -> Ran {
         let mut cmd = Command::new(&argv[0]);
-        clean_env(&mut cmd).current_dir(&self.root).args(&argv[1..]);
+        clean_env(&mut cmd).current_dir(&self.root).env("KDTHIN_TMPDIR", self.index_tmp()).args(&argv[1..]);
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -462,6 +487,59 @@ fn concat_os(a: &str, b: &OsStr) -> OsString {
     let mut s = OsString::from(a);
     s.push(b);
     s
+}
+
+/// The line a distributed link prints on stdout when it is done:
+/// `  LTO     vmlinux.o  8 modules, 7 cached, 0 compiled, 0.3s`.
+/// `modules` counts every bitcode module of the link, lazy archive members
+/// the link left out included; `cached + compiled` are the backends run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LtoLine {
+    pub output: String,
+    pub modules: usize,
+    pub cached: usize,
+    pub compiled: usize,
+}
+
+impl LtoLine {
+    pub fn parse(line: &str) -> Option<LtoLine> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let [lto, output, modules, "modules,", cached, "cached,", compiled, "compiled,", secs] =
+            w[..]
+        else {
+            return None;
+        };
+        if lto != "LTO" || !secs.ends_with('s') {
+            return None;
+        }
+        Some(LtoLine {
+            output: output.to_string(),
+            modules: modules.parse().ok()?,
+            cached: cached.parse().ok()?,
+            compiled: compiled.parse().ok()?,
+        })
+    }
+}
+
+impl Ran {
+    /// The one LTO line for `output` in this command's stdout.
+    #[track_caller]
+    pub fn lto_line(&self, output: &str) -> LtoLine {
+        let lines: Vec<LtoLine> = self
+            .stdout
+            .lines()
+            .filter_map(LtoLine::parse)
+            .filter(|l| l.output == output)
+            .collect();
+        match &lines[..] {
+            [one] => one.clone(),
+            _ => panic!(
+                "expected one `LTO  {output}  ...` line, found {}\n{}",
+                lines.len(),
+                self.report()
+            ),
+        }
+    }
 }
 
 /// `<stem>.thinlto-native.o` next to a bitcode object.
