@@ -6,6 +6,7 @@
 //! - [`kbuild`]: recover per-object compile flags from kbuild `.cmd` files.
 //! - [`plan`]: pure planning: what to run, derived from argv + file facts.
 //! - [`exec`]: side effects: jobserver, parallel backend jobs, signals.
+//! - [`remote`]: backends as REAPI actions on a remote execution service.
 //! - [`toolchain`]: locate the real ld.lld.
 //! - [`link`]: drives one distributed link end to end.
 
@@ -17,5 +18,6 @@ pub mod kbuild;
 pub mod link;
 pub mod paths;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod toolchain;

@@ -13,7 +13,9 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::args::{CommandLine, OptId};
 use crate::cache;
-use crate::exec::{self, shell_quote, Job, JobError};
+use crate::exec::{self, shell_quote, Executor, Job, JobError};
+use crate::remote;
+use std::sync::Arc;
 use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
@@ -244,8 +246,9 @@ fn distribute(link: &Link) -> Result<i32> {
     let result = distribute_in(link);
     if let Ok(r) = &result {
         if r.code == 0 && r.fallback.is_none() && !settings.silent {
+            let remote = if r.remote > 0 { format!(" ({} remote)", r.remote) } else { String::new() };
             println!(
-                "  {:<7} {}  {} modules, {} cached, {} compiled, {:.1}s",
+                "  {:<7} {}  {} modules, {} cached, {} compiled{remote}, {:.1}s",
                 "LTO",
                 output.display(),
                 r.modules,
@@ -296,9 +299,13 @@ fn distribute(link: &Link) -> Result<i32> {
 
 struct Outcome {
     code: i32,
+    /// Modules the link used (lazy archive members it did not pull in are
+    /// not counted: they need no backend).
     modules: usize,
     cached: usize,
     compiled: usize,
+    /// Of `compiled`, how many ran on a remote worker.
+    remote: usize,
     /// Files to keep on failure (index files of failed backends).
     keep: Vec<PathBuf>,
     /// Found out after the thin-link that the link must run in-process.
@@ -307,7 +314,7 @@ struct Outcome {
 
 impl Outcome {
     fn new(dist: &DistPlan) -> Self {
-        Outcome { code: 0, modules: dist.modules.len(), cached: 0, compiled: 0, keep: vec![], fallback: None }
+        Outcome { code: 0, modules: dist.modules.len(), cached: 0, compiled: 0, remote: 0, keep: vec![], fallback: None }
     }
 }
 
@@ -375,20 +382,29 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             }
         }
     };
-    let local = exec::local::LocalExecutor::new();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let local = Arc::new(exec::local::LocalExecutor::new());
     let cache = cache::Cache::open(&cache::CacheSettings::from_env());
-    let summary = match &cache {
-        Some(c) => {
-            let cwd = std::env::current_dir().context("cannot read the current directory")?;
-            let caching = cache::CachingExecutor { inner: local, cache: c, cwd };
-            rec.backends(&jobs, || exec::scheduler::run_all(jobs.clone(), &caching, &slots, 256, &on_event))
-        }
-        None => rec.backends(&jobs, || exec::scheduler::run_all(jobs.clone(), &local, &slots, 256, &on_event)),
+    // Remote jobs take no CPU slot: they get counting slots of their own,
+    // and the local slots go to the remote executor for jobs that fall back.
+    let (remote, slots) = remote_executor(&cwd, &local, slots);
+    let base: &dyn Executor = match &remote {
+        Some(r) => r,
+        None => &*local,
     };
+    let max_parallel = remote.as_ref().map_or(256, |r| r.jobs());
+    let summary = rec.backends(&jobs, || match &cache {
+        Some(c) => {
+            let caching = cache::CachingExecutor { inner: base, cache: c, cwd: cwd.clone() };
+            exec::scheduler::run_all(jobs.clone(), &caching, &slots, max_parallel, &on_event)
+        }
+        None => exec::scheduler::run_all(jobs.clone(), base, &slots, max_parallel, &on_event),
+    });
     if let Some(c) = &cache {
         rec.update(|r| r.cache_misses = c.link_stats().misses as usize);
     }
-    let cached = summary.succeeded.iter().filter(|o| o.ran_on == "cache").count();
+    let cached = summary.succeeded.iter().filter(|o| matches!(o.ran_on, "cache" | "remote-cache")).count();
+    let remote_ran = summary.succeeded.iter().filter(|o| o.ran_on == "remote").count();
     exec::signals::park_if_cancelled();
     let jobs_by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
     // Warnings from successful backends: clang's own lines name the file.
@@ -440,7 +456,33 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args)?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
-    Ok(Outcome { code: exit_code(st), compiled: used.len() - cached, cached, ..Outcome::new(dist) })
+    Ok(Outcome { code: exit_code(st), modules: used.len(), compiled: used.len() - cached, cached, remote: remote_ran, ..Outcome::new(dist) })
+}
+
+/// The REAPI executor when `KDTHIN_REMOTE` is set and usable, with the
+/// slots to schedule by: remote ones if so, else the local ones unchanged.
+fn remote_executor(
+    cwd: &Path,
+    local: &Arc<exec::local::LocalExecutor>,
+    local_slots: exec::slots::Slots,
+) -> (Option<remote::RemoteExecutor>, exec::slots::Slots) {
+    let Some(settings) = remote::RemoteSettings::from_env() else { return (None, local_slots) };
+    let scan: remote::IncbinScan = Arc::new(|p: &Path| cache::incbin_files(p).map_err(|e| e.0));
+    let made = settings.and_then(|s| {
+        let jobs = s.jobs;
+        remote::RemoteExecutor::new(s, cwd.to_path_buf(), local.clone(), local_slots, scan).map(|r| (r, jobs))
+    });
+    match made {
+        Ok((r, jobs)) => (Some(r), exec::slots::Slots::counting(jobs)),
+        Err(e) => {
+            eprintln!("kdthin-ld: warning: {e}; running backends locally");
+            let (s, _, _) = exec::slots::Slots::from_env(
+                std::env::var("MAKEFLAGS").ok().as_deref(),
+                std::env::var("KDTHIN_JOBS").ok().as_deref(),
+            );
+            (None, s)
+        }
+    }
 }
 
 /// ld.lld leaves regular (full) LTO modules out of the list and gives them

@@ -10,7 +10,9 @@
 mod support;
 
 mod bad_input;
+mod cache;
 mod differential;
 mod fixture;
 mod passthrough;
+mod remote;
 mod signals;

@@ -343,6 +343,17 @@ pub struct CachingExecutor<'a, E> {
     pub cwd: PathBuf,
 }
 
+/// Files a module's inline asm pulls in with `.incbin`, for executors that
+/// must ship them with the compile (remote execution).
+pub fn incbin_files(bitcode: &Path) -> Result<Vec<PathBuf>, NotCacheable> {
+    let data = std::fs::read(bitcode).map_err(|e| NotCacheable(format!("{}: {e}", bitcode.display())))?;
+    let asm = bitcode::inline_asm(&data).map_err(|e| NotCacheable(format!("{}: {e}", bitcode.display())))?;
+    match embed::embedded_files(&asm) {
+        embed::Embeds::Files(f) => Ok(f),
+        embed::Embeds::Unknown(why) => Err(NotCacheable(format!("{}: {why}", bitcode.display()))),
+    }
+}
+
 /// A verified cache hit.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Hit {

@@ -66,6 +66,14 @@ pub trait Executor: Sync {
     fn run(&self, job: &Job) -> Result<JobOutcome, JobError>;
 }
 
+/// An executor chosen at run time (local or remote) can be wrapped by
+/// another one (the cache) without naming its type.
+impl<E: Executor + ?Sized> Executor for &E {
+    fn run(&self, job: &Job) -> Result<JobOutcome, JobError> {
+        (**self).run(job)
+    }
+}
+
 /// Quote argv for a shell so a printed command can be pasted and re-run.
 pub fn shell_quote(argv: &[OsString]) -> String {
     let mut out = String::new();
