@@ -11,7 +11,9 @@
 //! - [`link`]: drives one distributed link end to end.
 
 pub mod args;
+pub mod backends;
 pub mod cache;
+pub mod dtlto;
 pub mod exec;
 pub mod input;
 pub mod kbuild;

@@ -12,10 +12,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Context, Result};
 
 use crate::args::{CommandLine, OptId};
-use crate::cache;
-use crate::exec::{self, shell_quote, Executor, Job, JobError};
-use crate::remote;
-use std::sync::Arc;
+use crate::backends::Backends;
+use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
@@ -361,16 +359,14 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         });
     }
     let by_id: HashMap<usize, Job> = jobs.iter().map(|j| (j.id, j.clone())).collect();
-    let (slots, source, note) = exec::slots::Slots::from_env(
-        std::env::var("MAKEFLAGS").ok().as_deref(),
-        std::env::var("KDTHIN_JOBS").ok().as_deref(),
-    );
-    if let Some(note) = note {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let backends = Backends::from_env(&cwd);
+    if let Some(note) = &backends.note {
         if settings.verbose {
             eprintln!("kdthin-ld: {note}");
         }
     }
-    rec.update(|r| r.jobs = Jobs::new(&source, slots.limit()));
+    rec.update(|r| r.jobs = Jobs::new(&backends.source, backends.limit()));
     let verbose = settings.verbose;
     let on_event = move |ev: exec::scheduler::Event| {
         rec.on_event(ev);
@@ -382,25 +378,8 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             }
         }
     };
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let local = Arc::new(exec::local::LocalExecutor::new());
-    let cache = cache::Cache::open(&cache::CacheSettings::from_env());
-    // Remote jobs take no CPU slot: they get counting slots of their own,
-    // and the local slots go to the remote executor for jobs that fall back.
-    let (remote, slots) = remote_executor(&cwd, &local, slots);
-    let base: &dyn Executor = match &remote {
-        Some(r) => r,
-        None => &*local,
-    };
-    let max_parallel = remote.as_ref().map_or(256, |r| r.jobs());
-    let summary = rec.backends(&jobs, || match &cache {
-        Some(c) => {
-            let caching = cache::CachingExecutor { inner: base, cache: c, cwd: cwd.clone() };
-            exec::scheduler::run_all(jobs.clone(), &caching, &slots, max_parallel, &on_event)
-        }
-        None => exec::scheduler::run_all(jobs.clone(), base, &slots, max_parallel, &on_event),
-    });
-    if let Some(c) = &cache {
+    let summary = rec.backends(&jobs, || backends.run(jobs.clone(), &on_event));
+    if let Some(c) = &backends.cache {
         rec.update(|r| r.cache_misses = c.link_stats().misses as usize);
     }
     let cached = summary.succeeded.iter().filter(|o| matches!(o.ran_on, "cache" | "remote-cache")).count();
@@ -457,32 +436,6 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     let st = run_tool(settings, real_ld, &final_args)?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
     Ok(Outcome { code: exit_code(st), modules: used.len(), compiled: used.len() - cached, cached, remote: remote_ran, ..Outcome::new(dist) })
-}
-
-/// The REAPI executor when `KDTHIN_REMOTE` is set and usable, with the
-/// slots to schedule by: remote ones if so, else the local ones unchanged.
-fn remote_executor(
-    cwd: &Path,
-    local: &Arc<exec::local::LocalExecutor>,
-    local_slots: exec::slots::Slots,
-) -> (Option<remote::RemoteExecutor>, exec::slots::Slots) {
-    let Some(settings) = remote::RemoteSettings::from_env() else { return (None, local_slots) };
-    let scan: remote::IncbinScan = Arc::new(|p: &Path| cache::incbin_files(p).map_err(|e| e.0));
-    let made = settings.and_then(|s| {
-        let jobs = s.jobs;
-        remote::RemoteExecutor::new(s, cwd.to_path_buf(), local.clone(), local_slots, scan).map(|r| (r, jobs))
-    });
-    match made {
-        Ok((r, jobs)) => (Some(r), exec::slots::Slots::counting(jobs)),
-        Err(e) => {
-            eprintln!("kdthin-ld: warning: {e}; running backends locally");
-            let (s, _, _) = exec::slots::Slots::from_env(
-                std::env::var("MAKEFLAGS").ok().as_deref(),
-                std::env::var("KDTHIN_JOBS").ok().as_deref(),
-            );
-            (None, s)
-        }
-    }
 }
 
 /// ld.lld leaves regular (full) LTO modules out of the list and gives them

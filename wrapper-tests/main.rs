@@ -12,6 +12,7 @@ mod support;
 mod bad_input;
 mod cache;
 mod differential;
+mod dtlto;
 mod fixture;
 mod passthrough;
 mod remote;

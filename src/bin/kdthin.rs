@@ -31,6 +31,9 @@ commands:
   cache stats         print the backend cache's size and hit counts
   cache clear         remove every cache entry (the counts are kept)
   cache zero-stats    reset the cache's hit counts
+  distribute JOBS     run a DTLTO job list for ld.lld --thinlto-distributor
+                      (add --thinlto-distributor-arg=distribute), through
+                      kdthin-ld's executors, cache and .cmd flags
   help                print this help
 
 kdthin-ld is used as the kernel's linker: make LLVM=1 LD=kdthin-ld
@@ -45,6 +48,7 @@ enum Command {
     CacheStats,
     CacheClear,
     CacheZeroStats,
+    Distribute(PathBuf),
     Help,
 }
 
@@ -79,6 +83,8 @@ fn parse(args: &[OsString]) -> Result<Command, Usage> {
             "cache: unknown subcommand {other:?} (stats, clear, zero-stats)"
         ))),
         ["cache"] => Err(Usage("cache: stats, clear or zero-stats?".into())),
+        ["distribute", file] => Ok(Command::Distribute(PathBuf::from(file))),
+        ["distribute", ..] => Err(Usage("distribute: one DTLTO job list (kdthin distribute JOBS.json)".into())),
         [other, ..] => Err(Usage(format!("unknown command {other:?}"))),
     }
 }
@@ -109,6 +115,7 @@ fn execute(command: Command, out: &mut dyn Write) -> Result<bool> {
         Command::Help => out.write_all(USAGE.as_bytes())?,
         Command::Config => return config(out),
         Command::Report(path) => out.write_all(kdthin::report::summarize(&path)?.as_bytes())?,
+        Command::Distribute(path) => return Ok(kdthin::dtlto::run(&path)? == 0),
         Command::CacheStats => {
             let settings = cache_settings()?;
             let stats = cache::stats(&settings).context("cannot read the cache")?;

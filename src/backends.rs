@@ -1,0 +1,86 @@
+//! Where backend jobs run: locally or on a REAPI cluster (`KDTHIN_REMOTE`),
+//! through the backend cache when it is on. Shared by the link driver and
+//! the DTLTO distributor entry (`kdthin distribute`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::{self, Cache};
+use crate::exec::scheduler::{self, Event, RunSummary};
+use crate::exec::slots::{JobsSource, Slots};
+use crate::exec::{local::LocalExecutor, Executor, Job};
+use crate::remote::{self, RemoteExecutor};
+
+pub struct Backends {
+    pub cache: Option<Cache>,
+    remote: Option<RemoteExecutor>,
+    local: Arc<LocalExecutor>,
+    slots: Slots,
+    /// Where the local CPU budget came from (make's jobserver, CPUs, env).
+    pub source: JobsSource,
+    /// Set when make advertised a jobserver we could not use.
+    pub note: Option<String>,
+    cwd: PathBuf,
+}
+
+fn slots_from_env() -> (Slots, JobsSource, Option<String>) {
+    Slots::from_env(std::env::var("MAKEFLAGS").ok().as_deref(), std::env::var("KDTHIN_JOBS").ok().as_deref())
+}
+
+impl Backends {
+    /// Everything from the environment. Remote jobs take no CPU slot: they
+    /// get counting slots of their own, and the local slots go to the
+    /// remote executor for the jobs that fall back.
+    pub fn from_env(cwd: &Path) -> Backends {
+        let (slots, source, note) = slots_from_env();
+        let local = Arc::new(LocalExecutor::new());
+        let (remote, slots) = remote_executor(cwd, &local, slots);
+        Backends {
+            cache: Cache::open(&cache::CacheSettings::from_env()),
+            remote,
+            local,
+            slots,
+            source,
+            note,
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
+    /// The scheduling limit, for reports.
+    pub fn limit(&self) -> Option<usize> {
+        self.slots.limit()
+    }
+
+    pub fn run(&self, jobs: Vec<Job>, on_event: &(dyn Fn(Event) + Sync)) -> RunSummary {
+        let base: &dyn Executor = match &self.remote {
+            Some(r) => r,
+            None => &*self.local,
+        };
+        let max_parallel = self.remote.as_ref().map_or(256, |r| r.jobs());
+        match &self.cache {
+            Some(c) => {
+                let caching = cache::CachingExecutor { inner: base, cache: c, cwd: self.cwd.clone() };
+                scheduler::run_all(jobs, &caching, &self.slots, max_parallel, on_event)
+            }
+            None => scheduler::run_all(jobs, base, &self.slots, max_parallel, on_event),
+        }
+    }
+}
+
+/// The REAPI executor when `KDTHIN_REMOTE` is set and usable, with the
+/// slots to schedule by: remote ones if so, else the local ones unchanged.
+fn remote_executor(cwd: &Path, local: &Arc<LocalExecutor>, local_slots: Slots) -> (Option<RemoteExecutor>, Slots) {
+    let Some(settings) = remote::RemoteSettings::from_env() else { return (None, local_slots) };
+    let scan: remote::IncbinScan = Arc::new(|p: &Path| cache::incbin_files(p).map_err(|e| e.0));
+    let made = settings.and_then(|s| {
+        let jobs = s.jobs;
+        RemoteExecutor::new(s, cwd.to_path_buf(), local.clone(), local_slots, scan).map(|r| (r, jobs))
+    });
+    match made {
+        Ok((r, jobs)) => (Some(r), Slots::counting(jobs)),
+        Err(e) => {
+            eprintln!("kdthin-ld: warning: {e}; running backends locally");
+            (None, slots_from_env().0)
+        }
+    }
+}
