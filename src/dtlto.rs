@@ -1,8 +1,10 @@
 //! Serving as ld.lld's DTLTO distributor (LLVM >= 21):
 //!
-//!     ld.lld ... --thinlto-distributor=/usr/bin/kdthin \
-//!                --thinlto-distributor-arg=distribute \
-//!                --thinlto-remote-compiler=/usr/bin/clang-22
+//! ```text
+//! ld.lld ... --thinlto-distributor=/usr/bin/kdthin \
+//!            --thinlto-distributor-arg=distribute \
+//!            --thinlto-remote-compiler=/usr/bin/clang-22
+//! ```
 //!
 //! ld.lld writes a JSON job list (llvm/docs/DTLTO.rst) and runs
 //! `kdthin distribute JOBS.json`. Each job runs through the same executors

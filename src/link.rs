@@ -17,7 +17,7 @@ use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
-use crate::report::{names, summary::Jobs, LinkRecorder, ReportSettings};
+use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
 use crate::toolchain::{find_real_ld, LookupEnv};
 
 /// Environment knobs, read once.
@@ -73,11 +73,19 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
     let output = cl.value_of(OptId::Output).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("a.out"));
     let work = work_dir_for(&output);
     let index_dir = index_dir_for(&work);
-    match plan::plan(&cl, &inputs, &facts, &work, &index_dir) {
+    let plan = plan::plan(&cl, &inputs, &facts, &work, &index_dir);
+    // KDTHIN_SAVE_DIR: a replayable copy of every link that has bitcode.
+    let save = match &plan {
+        Plan::Passthrough(Passthrough::NoBitcode) => SaveDir::none(),
+        _ => SaveDir::from_env(&output, &real_ld),
+    };
+    save.inputs(&argv, &cl, &inputs, &facts);
+    match plan {
         Plan::Passthrough(Passthrough::NoBitcode) => exec_real(&real_ld, &argv),
         Plan::Passthrough(why) => {
             eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
             LinkRecorder::passthrough(&output, &real_ld, &why.to_string(), reporting);
+            save.finish(&format!("linked in-process: {why}"));
             exec_real(&real_ld, &argv)
         }
         Plan::Distribute(dist) => {
@@ -89,11 +97,12 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 Err(why) => {
                     eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
                     LinkRecorder::passthrough(&output, &real_ld, &why, reporting);
+                    save.finish(&format!("linked in-process: {why}"));
                     return exec_real(&real_ld, &argv);
                 }
             };
             let rec = LinkRecorder::new(&output, &real_ld, reporting);
-            let link = Link { real_ld: &real_ld, argv: &argv, cl: &cl, dist: &dist, compiles: &compiles, output: &output, settings: &settings, rec: &rec };
+            let link = Link { real_ld: &real_ld, argv: &argv, cl: &cl, dist: &dist, compiles: &compiles, output: &output, settings: &settings, rec: &rec, save: &save };
             distribute(&link)
         }
     }
@@ -231,10 +240,11 @@ struct Link<'a> {
     output: &'a Path,
     settings: &'a Settings,
     rec: &'a LinkRecorder,
+    save: &'a SaveDir,
 }
 
 fn distribute(link: &Link) -> Result<i32> {
-    let Link { real_ld, argv, dist, output, settings, rec, .. } = *link;
+    let Link { real_ld, argv, dist, output, settings, rec, save, .. } = *link;
     let t0 = Instant::now();
     exec::signals::install();
     for d in [&dist.work, &dist.index_dir] {
@@ -283,15 +293,18 @@ fn distribute(link: &Link) -> Result<i32> {
         Ok(r) => r,
         Err(e) => {
             rec.finish(1);
+            save.finish(&format!("error: {e:#}"));
             return Err(e);
         }
     };
     if let Some(why) = r.fallback {
         eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
         rec.finish_in_process(&why);
+        save.finish(&format!("linked in-process: {why}"));
         return exec_real(real_ld, argv);
     }
     rec.finish(r.code);
+    save.finish(&format!("exit code {}", r.code));
     Ok(r.code)
 }
 
@@ -317,13 +330,15 @@ impl Outcome {
 }
 
 fn distribute_in(link: &Link) -> Result<Outcome> {
-    let Link { real_ld, cl, dist, compiles, settings, rec, .. } = *link;
+    let Link { real_ld, cl, dist, compiles, settings, rec, save, .. } = *link;
     extract_members(dist)?;
 
     // 1. Thin-link: index and imports files only.
     let args = maybe_rsp(&dist.work, "thin-link.rsp", dist.thin_link.clone())?;
+    save.thin_link(dist);
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &args)?;
+    save.thin_link_outputs(dist);
     rec.phase(names::THIN_LINK, t, Instant::now());
     if !st.success() {
         let mut all = vec![real_ld.as_os_str().to_os_string()];
@@ -345,6 +360,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         let m = &dist.modules[n];
         let tmp = native_dir.join(format!("{n}.o"));
         let argv = kbuild::compile::backend_argv(&compiles[n], &dist.backend_extra, &m.index, &m.path, &tmp);
+        save.backend(&argv);
         let mut inputs = vec![m.path.clone(), m.index.clone()];
         inputs.extend(read_imports(&m.imports)?);
         let weight = std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0);
@@ -431,6 +447,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             FinalSubst::Archive(a) => vec![dist.new_archives[*a].path.clone().into_os_string()],
         })
     });
+    save.final_link(&final_args);
     let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args)?;

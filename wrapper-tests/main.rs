@@ -16,4 +16,6 @@ mod dtlto;
 mod fixture;
 mod passthrough;
 mod remote;
+mod savedir;
 mod signals;
+mod tty;

@@ -7,6 +7,8 @@
 //! - [`progress`]: the live `[123/539]` line on a terminal.
 //! - [`recorder`]: the one object the link driver feeds; it keeps the
 //!   three in step.
+//! - [`savedir`]: a replayable copy of a link's inputs and commands
+//!   (`KDTHIN_SAVE_DIR`), for bug reports.
 //!
 //! Several links share one `KDTHIN_TRACE` / `KDTHIN_REPORT` value in a
 //! build (vmlinux.o and the modules, often concurrently). Both files are
@@ -16,6 +18,7 @@
 
 pub mod progress;
 pub mod recorder;
+pub mod savedir;
 pub mod summary;
 pub mod trace;
 
