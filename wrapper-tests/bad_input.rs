@@ -134,13 +134,7 @@ fn failing_backend_shows_its_command() {
 fn failing_backend_from_a_flag_in_the_cmd_file() {
     require_toolchain!();
     let t = compiled();
-    let cmd = Tree::cmd_file("kernel/sched.o");
-    t.edit(&cmd, |s| {
-        s.replace(
-            " -c -o kernel/sched.o ",
-            " -mcmodel=bogus -c -o kernel/sched.o ",
-        )
-    });
+    t.break_backend_of("kernel/sched.o");
     backend_fails(&t).stderr_contains("-mcmodel=bogus");
 }
 

@@ -342,13 +342,7 @@ fn paths_outside_the_link_directory_are_saved_and_rewritten() {
 fn failing_backend_is_saved_with_its_command() {
     require_toolchain!();
     let t = compiled();
-    let cmd = Tree::cmd_file("kernel/sched.o");
-    t.edit(&cmd, |s| {
-        s.replace(
-            " -c -o kernel/sched.o ",
-            " -mcmodel=bogus -c -o kernel/sched.o ",
-        )
-    });
+    t.break_backend_of("kernel/sched.o");
     let argv = t.link_argv("vmlinux.o", Linker::Kdthin);
     let (ran, away, repro) = save_and_move(&t, &argv, t.root(), "vmlinux.o");
     ran.failed().stderr_contains("-mcmodel=bogus");

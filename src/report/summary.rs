@@ -11,16 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::trace::{self, Flock};
+use super::trace;
 use crate::exec::slots::JobsSource;
 
 /// How many backends the report lists by time.
@@ -135,13 +133,7 @@ impl LinkReport {
     pub fn append_to(&self, path: &Path) -> io::Result<()> {
         let mut line = serde_json::to_string(self).map_err(io::Error::other)?;
         line.push('\n');
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o666)
-            .open(path)?;
-        let _lock = Flock::exclusive(&file)?;
-        (&file).write_all(line.as_bytes())
+        trace::append_locked(path, |mut file| file.write_all(line.as_bytes()))
     }
 }
 

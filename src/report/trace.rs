@@ -160,18 +160,14 @@ impl Trace {
             text.push_str(&e.to_string());
             text.push_str(",\n");
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o666)
-            .open(path)?;
         // Concurrent links: whoever finds the file empty writes the `[`, and
         // nobody's events may land before it.
-        let _lock = Flock::exclusive(&file)?;
-        if file.metadata()?.len() == 0 {
-            text.insert_str(0, "[\n");
-        }
-        (&file).write_all(text.as_bytes())
+        append_locked(path, |mut file| {
+            if file.metadata()?.len() == 0 {
+                text.insert_str(0, "[\n");
+            }
+            file.write_all(text.as_bytes())
+        })
     }
 
     /// Saves per `KDTHIN_TRACE=target` (see the module docs) and returns the
@@ -232,6 +228,16 @@ fn monotonic_us() -> i64 {
     #[allow(clippy::useless_conversion)]
     let us = i64::from(ts.tv_sec) * 1_000_000 + i64::from(ts.tv_nsec) / 1_000;
     us
+}
+
+/// Append to a file shared by concurrent links (make runs several): opened
+/// in append mode, created world-writable as the umask allows, and `write`
+/// runs under an exclusive lock so one link's lines never interleave with
+/// another's.
+pub(crate) fn append_locked(path: &Path, write: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
+    let file = OpenOptions::new().create(true).append(true).mode(0o666).open(path)?;
+    let _lock = Flock::exclusive(&file)?;
+    write(&file)
 }
 
 /// An exclusive advisory lock, released on drop (and by the kernel if we die).

@@ -440,6 +440,13 @@ impl Tree {
         self.write(rel, new);
     }
 
+    /// Give `obj`'s compile, as its `.cmd` file records it, a flag clang
+    /// accepts when parsing but rejects in codegen (`-mcmodel=bogus`): the
+    /// backend built from that `.cmd` fails, nothing else does.
+    pub fn break_backend_of(&self, obj: &str) {
+        self.edit(&Tree::cmd_file(obj), |s| s.replace(&format!(" -c -o {obj} "), &format!(" -mcmodel=bogus -c -o {obj} ")));
+    }
+
     /// Rewrite a file through `f`, keeping its mtime, so that neither make
     /// nor a staleness check notices.
     pub fn tamper(&self, rel: &str, f: impl FnOnce(Vec<u8>) -> Vec<u8>) {
