@@ -150,9 +150,22 @@ mod tests {
         assert_eq!(
             jobs[0].argv,
             os(&[
-                "/usr/bin/clang-22", "-mcmodel=kernel", "-fno-pic", "-flto=thin", "-c", "--target=x86_64-pc-linux-gnu",
-                "-O2", "-ffunction-sections", "-Wno-unused-command-line-argument", "-fno-lto", "-x", "ir", "a.o",
-                "-fthinlto-index=a.1.native.o.thinlto.bc", "-o", "a.1.native.o",
+                "/usr/bin/clang-22",
+                "-mcmodel=kernel",
+                "-fno-pic",
+                "-flto=thin",
+                "-c",
+                "--target=x86_64-pc-linux-gnu",
+                "-O2",
+                "-ffunction-sections",
+                "-Wno-unused-command-line-argument",
+                "-fno-lto",
+                "-x",
+                "ir",
+                "a.o",
+                "-fthinlto-index=a.1.native.o.thinlto.bc",
+                "-o",
+                "a.1.native.o",
             ])
         );
         assert_eq!(jobs[0].inputs, vec![PathBuf::from("a.o"), "a.1.native.o.thinlto.bc".into(), "b.o".into()]);

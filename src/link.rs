@@ -102,7 +102,17 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 }
             };
             let rec = LinkRecorder::new(&output, &real_ld, reporting);
-            let link = Link { real_ld: &real_ld, argv: &argv, cl: &cl, dist: &dist, compiles: &compiles, output: &output, settings: &settings, rec: &rec, save: &save };
+            let link = Link {
+                real_ld: &real_ld,
+                argv: &argv,
+                cl: &cl,
+                dist: &dist,
+                compiles: &compiles,
+                output: &output,
+                settings: &settings,
+                rec: &rec,
+                save: &save,
+            };
             distribute(&link)
         }
     }
@@ -198,7 +208,8 @@ fn run_tool(settings: &Settings, argv0: &Path, args: &[OsString]) -> Result<std:
         all.extend_from_slice(args);
         println!("  {}", shell_quote(&all));
     }
-    let mut child = Command::new(argv0).args(args).spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
+    let mut child =
+        Command::new(argv0).args(args).spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
     // Registered, so a SIGTERM from outside stops it before the work
     // directory it reads is removed.
     exec::signals::register_child(child.id());
@@ -325,7 +336,15 @@ struct Outcome {
 
 impl Outcome {
     fn new(dist: &DistPlan) -> Self {
-        Outcome { code: 0, modules: dist.modules.len(), cached: 0, compiled: 0, remote: 0, keep: vec![], fallback: None }
+        Outcome {
+            code: 0,
+            modules: dist.modules.len(),
+            cached: 0,
+            compiled: 0,
+            remote: 0,
+            keep: vec![],
+            fallback: None,
+        }
     }
 }
 
@@ -417,7 +436,11 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
                     eprintln!("kdthin-ld: error: ThinLTO backend for {} failed ({status}); command:", job.label);
                 }
                 JobError::Spawn(e) => {
-                    eprintln!("kdthin-ld: error: ThinLTO backend for {}: cannot start {}: {e}; command:", job.label, job.argv[0].to_string_lossy());
+                    eprintln!(
+                        "kdthin-ld: error: ThinLTO backend for {}: cannot start {}: {e}; command:",
+                        job.label,
+                        job.argv[0].to_string_lossy()
+                    );
                 }
             }
             eprintln!("  {}", shell_quote(&job.argv));
@@ -452,7 +475,14 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args)?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
-    Ok(Outcome { code: exit_code(st), modules: used.len(), compiled: used.len() - cached, cached, remote: remote_ran, ..Outcome::new(dist) })
+    Ok(Outcome {
+        code: exit_code(st),
+        modules: used.len(),
+        compiled: used.len() - cached,
+        cached,
+        remote: remote_ran,
+        ..Outcome::new(dist)
+    })
 }
 
 /// ld.lld leaves regular (full) LTO modules out of the list and gives them
@@ -471,23 +501,25 @@ fn not_thin_lto(dist: &DistPlan, used: &[usize]) -> Option<String> {
 fn used_modules(dist: &DistPlan) -> Result<Vec<usize>> {
     let text = std::fs::read_to_string(&dist.list_file)
         .with_context(|| format!("{}: thin-link wrote no module list", dist.list_file.display()))?;
-    let by_path: HashMap<&OsStr, usize> = dist.modules.iter().enumerate().map(|(i, m)| (m.path.as_os_str(), i)).collect();
+    let by_path: HashMap<&OsStr, usize> =
+        dist.modules.iter().enumerate().map(|(i, m)| (m.path.as_os_str(), i)).collect();
     let prefix = dist.index_prefix.to_string_lossy();
     let mut used = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         let rel = line
             .strip_prefix(prefix.as_ref())
             .ok_or_else(|| anyhow!("{}: unexpected entry {line:?}", dist.list_file.display()))?;
-        let n = *by_path
-            .get(OsStr::new(rel))
-            .ok_or_else(|| anyhow!("{}: thin-link used a module we did not give it: {rel}", dist.list_file.display()))?;
+        let n = *by_path.get(OsStr::new(rel)).ok_or_else(|| {
+            anyhow!("{}: thin-link used a module we did not give it: {rel}", dist.list_file.display())
+        })?;
         used.push(n);
     }
     Ok(used)
 }
 
 fn read_imports(path: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read imports list", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{}: cannot read imports list", path.display()))?;
     Ok(text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
 }
 
@@ -498,7 +530,8 @@ fn extract_members(dist: &DistPlan) -> Result<()> {
             let f = std::fs::File::open(archive).with_context(|| format!("{}: cannot open", archive.display()))?;
             // Safety: read-only map of an input we never write; a concurrent
             // writer would be a build-system bug either way.
-            let map = unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("{}: cannot map", archive.display()))?;
+            let map =
+                unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("{}: cannot map", archive.display()))?;
             cache.insert(archive.as_path(), map);
         }
         let data = &cache[archive.as_path()];

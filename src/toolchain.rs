@@ -39,9 +39,9 @@ pub enum Candidate {
 
 /// The compiler word of `$CC`: kbuild may prefix a wrapper (`ccache clang`).
 fn clang_word(cc: &OsStr) -> Option<&str> {
-    cc.to_str()?.split_whitespace().find(|w| {
-        Path::new(w).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("clang"))
-    })
+    cc.to_str()?
+        .split_whitespace()
+        .find(|w| Path::new(w).file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("clang")))
 }
 
 /// Candidates in the order they are tried (after `KDTHIN_LD`, which is
@@ -53,7 +53,8 @@ pub fn candidates(env: &LookupEnv) -> Vec<Candidate> {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("clang");
         // clang-22 -> ld.lld-22; clang -> ld.lld
         let suffix = name.strip_prefix("clang").unwrap_or("");
-        let suffix = if suffix.starts_with('-') && suffix[1..].chars().all(|c| c.is_ascii_digit()) { suffix } else { "" };
+        let suffix =
+            if suffix.starts_with('-') && suffix[1..].chars().all(|c| c.is_ascii_digit()) { suffix } else { "" };
         let ld = format!("ld.lld{suffix}");
         match p.parent().filter(|d| !d.as_os_str().is_empty()) {
             Some(dir) => out.push(Candidate::Path(dir.join(&ld))),
@@ -88,7 +89,9 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
         let resolved = if p.components().count() > 1 { Some(p.clone()) } else { search_path(env, explicit, self_exe) };
         match resolved {
             Some(r) if is_executable(&r) && !same_file(&r, self_exe) => return Ok(r),
-            Some(r) if same_file(&r, self_exe) => bail!("KDTHIN_LD={} is kdthin-ld itself; point it at the real ld.lld", p.display()),
+            Some(r) if same_file(&r, self_exe) => {
+                bail!("KDTHIN_LD={} is kdthin-ld itself; point it at the real ld.lld", p.display())
+            }
             _ => bail!("KDTHIN_LD={}: not an executable file", p.display()),
         }
     }
@@ -114,9 +117,7 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
 /// First executable `name` on PATH that is not ourselves.
 fn search_path(env: &LookupEnv, name: &OsStr, self_exe: &Path) -> Option<PathBuf> {
     let path = env.path.as_deref()?;
-    std::env::split_paths(path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p) && !same_file(p, self_exe))
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| is_executable(p) && !same_file(p, self_exe))
 }
 
 #[cfg(test)]

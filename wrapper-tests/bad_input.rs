@@ -28,8 +28,7 @@ fn link_fails_leaving(
     edit(&mut argv);
     let ran = t.run_linker(&argv, &[]).failed();
     assert!(!t.exists(target), "{target} left behind by a failed link");
-    t.snapshot()
-        .assert_only_changes(&before, |p| is_native_object(p) || also_allowed(p));
+    t.snapshot().assert_only_changes(&before, |p| is_native_object(p) || also_allowed(p));
     ran
 }
 
@@ -41,26 +40,17 @@ fn link_fails(t: &Tree, target: &str, edit: impl FnOnce(&mut Vec<OsString>)) -> 
 /// A failed backend: stderr shows its full command, and kdthin-ld may keep
 /// the index files that command needs (and nothing else) if it says where.
 fn backend_fails(t: &Tree) -> Ran {
-    let in_work_dir = |p: &Path| {
-        p.components()
-            .next()
-            .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(".tmp_kdthin"))
-    };
+    let in_work_dir =
+        |p: &Path| p.components().next().is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(".tmp_kdthin"));
     let ran = link_fails_leaving(
         t,
         "vmlinux.o",
         |_| {},
-        |p| {
-            in_work_dir(p)
-                && (t.root().join(p).is_dir() || p.to_string_lossy().ends_with(".thinlto.bc"))
-        },
+        |p| in_work_dir(p) && (t.root().join(p).is_dir() || p.to_string_lossy().ends_with(".thinlto.bc")),
     );
     ran.stderr_contains("-fthinlto-index=");
-    let index = ran
-        .stderr
-        .split_whitespace()
-        .find_map(|w| w.trim_matches('\'').strip_prefix("-fthinlto-index="))
-        .unwrap();
+    let index =
+        ran.stderr.split_whitespace().find_map(|w| w.trim_matches('\'').strip_prefix("-fthinlto-index=")).unwrap();
     assert!(
         t.root().join(index).is_file(),
         "the printed backend command needs {index}, which is gone\n{}",
@@ -93,10 +83,8 @@ fn truncated_bitcode_in_a_response_file() {
 fn missing_input() {
     require_toolchain!();
     let t = compiled();
-    link_fails(&t, "vmlinux.o", |argv| {
-        argv.push("mod/kdthin-test-missing.o".into())
-    })
-    .stderr_contains("mod/kdthin-test-missing.o");
+    link_fails(&t, "vmlinux.o", |argv| argv.push("mod/kdthin-test-missing.o".into()))
+        .stderr_contains("mod/kdthin-test-missing.o");
 }
 
 #[test]
@@ -122,12 +110,12 @@ fn failing_backend_shows_its_command() {
     // Bitcode keeps inline asm as text: this compiles, and only the backend
     // (code generation) finds the bad instruction.
     t.edit("kernel/sched.c", |s| {
-        format!("{s}\nint sched_bad_asm(void)\n{{\n\tasm volatile(\"kdthin_not_an_instruction %eax\");\n\treturn 0;\n}}\n")
+        format!(
+            "{s}\nint sched_bad_asm(void)\n{{\n\tasm volatile(\"kdthin_not_an_instruction %eax\");\n\treturn 0;\n}}\n"
+        )
     });
     t.make(Linker::Lld, &["objects"]).ok();
-    backend_fails(&t)
-        .stderr_contains("kernel/sched.o")
-        .stderr_contains("kdthin_not_an_instruction");
+    backend_fails(&t).stderr_contains("kernel/sched.o").stderr_contains("kdthin_not_an_instruction");
 }
 
 #[test]
@@ -153,22 +141,14 @@ fn falls_back(spoil: impl FnOnce(&Tree, &str)) {
     let before = t.snapshot();
     for target in ["vmlinux.o", "prog"] {
         let ran = t.link(target, Linker::Kdthin, &[]).ok();
-        let lines: Vec<&str> = ran
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
+        let lines: Vec<&str> = ran.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(
             lines.len() == 1 && lines[0].contains(&cmd),
             "expected one line on stderr naming {cmd}\n{}",
             ran.report()
         );
     }
-    assert_same_lines(
-        "defined globals of vmlinux.o",
-        &reference.vmlinux_o,
-        &defined_globals(&t.path("vmlinux.o")),
-    );
+    assert_same_lines("defined globals of vmlinux.o", &reference.vmlinux_o, &defined_globals(&t.path("vmlinux.o")));
     assert_eq!(t.run_program("prog"), reference.prog_stdout);
     t.snapshot().assert_only_changes(&before, is_link_product);
     assert_no_litter(&t);

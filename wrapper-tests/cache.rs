@@ -59,10 +59,7 @@ impl Cached {
     }
 
     fn env(&self) -> Vec<(&'static str, &OsStr)> {
-        vec![
-            ("KDTHIN_CACHE", "on".as_ref()),
-            ("KDTHIN_CACHE_DIR", self.dir.as_os_str()),
-        ]
+        vec![("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", self.dir.as_os_str())]
     }
 
     /// `rm -f TARGET; make TARGET` with LD=kdthin-ld and this test's cache
@@ -99,11 +96,7 @@ impl Cached {
             .filter_map(|l| l.strip_prefix("kdthin-ld: work files kept in "))
             .map(|d| self.t.root().join(d))
             .collect();
-        assert!(
-            !kept.is_empty(),
-            "KDTHIN_SAVE_TEMPS=1 named no work dir\n{}",
-            ran.report()
-        );
+        assert!(!kept.is_empty(), "KDTHIN_SAVE_TEMPS=1 named no work dir\n{}", ran.report());
         let mut imports = Imports::new();
         for dir in &kept {
             for rel in Snapshot::take(dir).paths() {
@@ -114,11 +107,7 @@ impl Cached {
                     continue; // lib/unused.o: not in the link
                 }
                 let text = fs::read_to_string(dir.join(rel)).expect("read .imports");
-                let from = text
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                let from = text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
                 imports.insert(module.to_string(), from);
             }
         }
@@ -126,12 +115,7 @@ impl Cached {
             fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
         }
         let have: Vec<&String> = imports.keys().collect();
-        assert_eq!(
-            have.len(),
-            self.n(),
-            "no .imports file for some of {:?}: {have:?}",
-            self.used
-        );
+        assert_eq!(have.len(), self.n(), "no .imports file for some of {:?}: {have:?}", self.used);
         (line, imports)
     }
 
@@ -189,17 +173,11 @@ impl Cached {
 
     fn rewritten_since(&self, before: &Natives) -> BTreeSet<String> {
         let now = self.natives();
-        now.into_iter()
-            .filter(|(m, id)| before.get(m) != Some(id))
-            .map(|(m, _)| m)
-            .collect()
+        now.into_iter().filter(|(m, id)| before.get(m) != Some(id)).map(|(m, _)| m).collect()
     }
 
     fn native_bytes(&self) -> BTreeMap<String, Vec<u8>> {
-        self.used
-            .iter()
-            .map(|m| (m.clone(), self.t.read(&native_object(m))))
-            .collect()
+        self.used.iter().map(|m| (m.clone(), self.t.read(&native_object(m)))).collect()
     }
 }
 
@@ -230,10 +208,7 @@ fn assert_counts(line: &LtoLine, cached: usize, compiled: usize, why: &str) {
 fn reference(t: &Tree, target: &str) -> String {
     let out = format!("{target}.ref");
     let mut argv = t.link_argv(target, Linker::Lld);
-    let o = argv
-        .iter()
-        .position(|a| a == "-o")
-        .expect("-o in the link command");
+    let o = argv.iter().position(|a| a == "-o").expect("-o in the link command");
     argv[o + 1] = OsString::from(&out);
     t.run_linker(&argv, &[]).ok();
     out
@@ -252,10 +227,7 @@ fn assert_same_as_reference(t: &Tree) -> String {
     );
     let prog = reference(t, "prog");
     let (want, got) = (t.run_program(&prog), t.run_program("prog"));
-    assert_eq!(
-        got, want,
-        "prog's output differs from ld.lld's in-process ThinLTO"
-    );
+    assert_eq!(got, want, "prog's output differs from ld.lld's in-process ThinLTO");
     got
 }
 
@@ -269,12 +241,7 @@ fn relink_with_nothing_changed_is_all_cached() {
     let c = Cached::new();
     let n = c.n();
     assert_counts(&c.link("vmlinux.o"), 0, n, "cold cache");
-    assert_eq!(
-        c.entries().len(),
-        n,
-        "one entry per backend: {:?}",
-        c.entries()
-    );
+    assert_eq!(c.entries().len(), n, "one entry per backend: {:?}", c.entries());
     c.link("prog");
     assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT);
     let (vmlinux_o, prog) = (c.t.read("vmlinux.o"), c.t.read("prog"));
@@ -282,39 +249,20 @@ fn relink_with_nothing_changed_is_all_cached() {
 
     assert_counts(&c.link("vmlinux.o"), n, 0, "relink, nothing changed");
     assert_counts(&c.link("prog"), n, 0, "relink of prog, nothing changed");
-    assert!(
-        c.t.read("vmlinux.o") == vmlinux_o,
-        "vmlinux.o from cached objects is not byte-identical"
-    );
-    assert!(
-        c.t.read("prog") == prog,
-        "prog from cached objects is not byte-identical"
-    );
+    assert!(c.t.read("vmlinux.o") == vmlinux_o, "vmlinux.o from cached objects is not byte-identical");
+    assert!(c.t.read("prog") == prog, "prog from cached objects is not byte-identical");
     let rewritten = c.rewritten_since(&natives);
-    assert!(
-        rewritten.is_empty(),
-        "cache hits rewrote native objects already in place: {rewritten:?}"
-    );
+    assert!(rewritten.is_empty(), "cache hits rewrote native objects already in place: {rewritten:?}");
     assert_eq!(c.entries().len(), n, "hits added entries");
 
     // KDTHIN_CACHE=off: every backend runs, the cache is not touched.
-    let entries: Vec<(PathBuf, Vec<u8>)> = c
-        .entries()
-        .into_iter()
-        .map(|p| (p.clone(), fs::read(&p).unwrap()))
-        .collect();
+    let entries: Vec<(PathBuf, Vec<u8>)> =
+        c.entries().into_iter().map(|p| (p.clone(), fs::read(&p).unwrap())).collect();
     let (off, _) = c.link_with("vmlinux.o", &[("KDTHIN_CACHE", "off".as_ref())]);
     assert_counts(&off, 0, n, "KDTHIN_CACHE=off");
-    let after: Vec<(PathBuf, Vec<u8>)> = c
-        .entries()
-        .into_iter()
-        .map(|p| (p.clone(), fs::read(&p).unwrap()))
-        .collect();
+    let after: Vec<(PathBuf, Vec<u8>)> = c.entries().into_iter().map(|p| (p.clone(), fs::read(&p).unwrap())).collect();
     assert!(after == entries, "KDTHIN_CACHE=off changed the cache");
-    assert!(
-        c.t.read("vmlinux.o") == vmlinux_o,
-        "vmlinux.o without the cache differs"
-    );
+    assert!(c.t.read("vmlinux.o") == vmlinux_o, "vmlinux.o without the cache differs");
 }
 
 #[test]
@@ -336,30 +284,20 @@ fn source_edits_miss_the_module_and_its_importers() {
         "premise: nothing imports from {leaf}; imports: {imports:#?}"
     );
     let before = c.natives();
-    c.t.edit("kernel/printk.c", |s| {
-        s.replace(r#"printk(" = ");"#, r#"printk(" := ");"#)
-    });
+    c.t.edit("kernel/printk.c", |s| s.replace(r#"printk(" = ");"#, r#"printk(" := ");"#));
     let line = c.link("vmlinux.o");
     assert_counts(&line, n - 1, 1, &format!("after editing {leaf}'s source"));
     assert_eq!(c.rewritten_since(&before), expected, "compiled backends");
     c.link("prog");
     let out = assert_same_as_reference(&c.t);
-    assert!(
-        out.contains("sched_scale(7) := 21\n"),
-        "edit of {leaf} not in prog:\n{out}"
-    );
+    assert!(out.contains("sched_scale(7) := 21\n"), "edit of {leaf} not in prog:\n{out}");
 
     // A module others import from (and inline: -O2): its importers miss too.
     let imported = "kernel/sched.o";
     let expected = affected_by(&imports, imported);
-    assert!(
-        expected.len() > 1,
-        "premise: some module imports from {imported}; imports: {imports:#?}"
-    );
+    assert!(expected.len() > 1, "premise: some module imports from {imported}; imports: {imports:#?}");
     let before = c.natives();
-    c.t.edit("kernel/sched.c", |s| {
-        s.replace("return x * SCALE;", "return x * SCALE + 1000;")
-    });
+    c.t.edit("kernel/sched.c", |s| s.replace("return x * SCALE;", "return x * SCALE + 1000;"));
     let line = c.link("vmlinux.o");
     assert_counts(
         &line,
@@ -370,10 +308,7 @@ fn source_edits_miss_the_module_and_its_importers() {
     assert_eq!(c.rewritten_since(&before), expected, "compiled backends");
     c.link("prog");
     let out = assert_same_as_reference(&c.t);
-    assert!(
-        out.contains("sched_scale(7) := 1021\n"),
-        "edit of {imported} not in prog:\n{out}"
-    );
+    assert!(out.contains("sched_scale(7) := 1021\n"), "edit of {imported} not in prog:\n{out}");
 }
 
 #[test]
@@ -390,36 +325,17 @@ fn a_flag_change_in_one_cmd_file_misses_only_that_object() {
     // arguments, only one argument's text differs.
     let obj = "mm/slab.o";
     let native = native_object(obj);
-    let has_fn_section = |c: &Cached| {
-        section_names(&c.t.path(&native))
-            .iter()
-            .any(|s| s == ".text.slab_objects")
-    };
-    assert!(
-        !has_fn_section(&c),
-        "premise: {native} built without -ffunction-sections"
-    );
+    let has_fn_section = |c: &Cached| section_names(&c.t.path(&native)).iter().any(|s| s == ".text.slab_objects");
+    assert!(!has_fn_section(&c), "premise: {native} built without -ffunction-sections");
     let before = c.natives();
     c.t.edit(&Tree::cmd_file(obj), |s| {
         assert_eq!(s.matches(" -Wall ").count(), 1, "premise: one -Wall in {s}");
         s.replacen(" -Wall ", " -ffunction-sections ", 1)
     });
     let line = c.link("vmlinux.o");
-    assert_counts(
-        &line,
-        n - 1,
-        1,
-        &format!("after changing a flag in {obj}'s .cmd"),
-    );
-    assert_eq!(
-        c.rewritten_since(&before),
-        BTreeSet::from([obj.to_string()]),
-        "compiled backends"
-    );
-    assert!(
-        has_fn_section(&c),
-        "{native} was not compiled with the new flag"
-    );
+    assert_counts(&line, n - 1, 1, &format!("after changing a flag in {obj}'s .cmd"));
+    assert_eq!(c.rewritten_since(&before), BTreeSet::from([obj.to_string()]), "compiled backends");
+    assert!(has_fn_section(&c), "{native} was not compiled with the new flag");
     c.link("prog");
     assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT);
 }
@@ -431,11 +347,7 @@ fn another_compiler_misses_everything() {
     let n = c.n();
     assert_counts(&c.link("vmlinux.o"), 0, n, "cold cache");
     c.link("prog");
-    let clang = run(Command::new("sh").args(["-c", &format!("command -v {CLANG}")]))
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let clang = run(Command::new("sh").args(["-c", &format!("command -v {CLANG}")])).ok().stdout.trim().to_string();
     let bin = c.t.scratch().join("bin");
     fs::create_dir_all(&bin).unwrap();
     // The same clang under another name (clang takes its driver mode from
@@ -453,16 +365,13 @@ fn another_compiler_misses_everything() {
     let mut use_compiler = |to: &Path| {
         let to = to.display().to_string();
         for obj in &c.used {
-            c.t.edit(&Tree::cmd_file(obj), |s| {
-                s.replacen(&format!(":= {current} "), &format!(":= {to} "), 1)
-            });
+            c.t.edit(&Tree::cmd_file(obj), |s| s.replacen(&format!(":= {current} "), &format!(":= {to} "), 1));
         }
         current = to;
     };
-    for (what, compiler) in [
-        ("the same clang under another name", &alias),
-        ("a compiler of the same name in another place", &wrapper),
-    ] {
+    for (what, compiler) in
+        [("the same clang under another name", &alias), ("a compiler of the same name in another place", &wrapper)]
+    {
         use_compiler(compiler);
         assert_counts(&c.link("vmlinux.o"), 0, n, &format!("{what} in every .cmd"));
         c.link("prog");
@@ -471,17 +380,8 @@ fn another_compiler_misses_everything() {
     }
     // Reinstalled in place: same name, path, size and version, a new mtime.
     let t = fs::metadata(&wrapper).unwrap().modified().unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&wrapper)
-        .and_then(|f| f.set_modified(t + Duration::from_secs(60)))
-        .unwrap();
-    assert_counts(
-        &c.link("vmlinux.o"),
-        0,
-        n,
-        "compiler reinstalled (new mtime)",
-    );
+    fs::File::options().write(true).open(&wrapper).and_then(|f| f.set_modified(t + Duration::from_secs(60))).unwrap();
+    assert_counts(&c.link("vmlinux.o"), 0, n, "compiler reinstalled (new mtime)");
     c.link("prog");
     assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT);
     // The first compiler's entries are still there.
@@ -526,25 +426,15 @@ fn incbin_content_is_part_of_the_key() {
     assert_counts(&c.link("vmlinux.o"), 0, n, "cold cache");
     c.link("prog");
     let out = assert_same_as_reference(&c.t);
-    assert!(
-        out.contains(CFG_V1),
-        "prog does not print kernel/cfg.bin:\n{out}"
-    );
+    assert!(out.contains(CFG_V1), "prog does not print kernel/cfg.bin:\n{out}");
     let bitcode = c.t.read(obj);
     let before = c.natives();
 
     c.t.write("kernel/cfg.bin", CFG_V2);
     let line = c.link("vmlinux.o");
-    assert!(
-        c.t.read(obj) == bitcode,
-        "premise: {obj}'s bitcode does not change with kernel/cfg.bin"
-    );
+    assert!(c.t.read(obj) == bitcode, "premise: {obj}'s bitcode does not change with kernel/cfg.bin");
     assert_counts(&line, n - 1, 1, "after changing only the .incbin'd file");
-    assert_eq!(
-        c.rewritten_since(&before),
-        BTreeSet::from([obj.to_string()]),
-        "compiled backends"
-    );
+    assert_eq!(c.rewritten_since(&before), BTreeSet::from([obj.to_string()]), "compiled backends");
     let vmlinux_o = c.t.read("vmlinux.o");
     assert!(
         contains(&vmlinux_o, CFG_V2.as_bytes()) && !contains(&vmlinux_o, CFG_V1.as_bytes()),
@@ -552,20 +442,14 @@ fn incbin_content_is_part_of_the_key() {
     );
     c.link("prog");
     let out = assert_same_as_reference(&c.t);
-    assert!(
-        out.contains(CFG_V2) && !out.contains(CFG_V1),
-        "stale kernel/cfg.bin in prog:\n{out}"
-    );
+    assert!(out.contains(CFG_V2) && !out.contains(CFG_V1), "stale kernel/cfg.bin in prog:\n{out}");
 
     // Content-addressed: the first content's object is still cached.
     c.t.write("kernel/cfg.bin", CFG_V1);
     assert_counts(&c.link("vmlinux.o"), n, 0, "kernel/cfg.bin changed back");
     c.link("prog");
     let out = assert_same_as_reference(&c.t);
-    assert!(
-        out.contains(CFG_V1) && !out.contains(CFG_V2),
-        "stale kernel/cfg.bin in prog:\n{out}"
-    );
+    assert!(out.contains(CFG_V1) && !out.contains(CFG_V2), "stale kernel/cfg.bin in prog:\n{out}");
 }
 
 /// Why the test above matters: ld.lld's own ThinLTO cache keys a backend
@@ -578,10 +462,7 @@ fn lld_thinlto_cache_serves_a_stale_incbin() {
     let c = Cached::with_configs();
     c.t.make(Linker::Lld, &["vmlinux.a", "lib/lib.a"]).ok();
     let mut argv = c.t.link_argv("prog", Linker::Lld);
-    let o = argv
-        .iter()
-        .position(|a| a == "-o")
-        .expect("-o in the link command");
+    let o = argv.iter().position(|a| a == "-o").expect("-o in the link command");
     argv[o + 1] = "prog.lld".into();
     let mut dir = OsString::from("--thinlto-cache-dir=");
     dir.push(c.t.scratch().join("lld-cache"));
@@ -604,11 +485,7 @@ fn concurrent_links_share_one_cache() {
     let n = a.n();
     a.t.make(Linker::Lld, &["vmlinux.a", "lib/lib.a"]).ok();
     // A second tree, the same cache.
-    let b = Cached {
-        t: Tree::copy_of(&a.t),
-        dir: a.dir.clone(),
-        used: a.used.clone(),
-    };
+    let b = Cached { t: Tree::copy_of(&a.t), dir: a.dir.clone(), used: a.used.clone() };
     // Both trees link vmlinux.o and prog at once (make -j2): four links
     // on a cold cache, the two trees' links of a target racing for the
     // same keys.
@@ -635,20 +512,11 @@ fn concurrent_links_share_one_cache() {
     let entries = a.entries();
     for c in [&a, &b] {
         for target in both {
-            assert_counts(
-                &c.link(target),
-                n,
-                0,
-                &format!("relink of {target} after the race"),
-            );
+            assert_counts(&c.link(target), n, 0, &format!("relink of {target} after the race"));
         }
         assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT);
     }
-    assert_eq!(
-        a.entries(),
-        entries,
-        "all-cached relinks changed the set of entries"
-    );
+    assert_eq!(a.entries(), entries, "all-cached relinks changed the set of entries");
 }
 
 #[test]
@@ -690,36 +558,20 @@ fn corrupt_entries_are_recompiled() {
         damage(victim);
         let before = c.natives();
         let line = c.link("vmlinux.o");
-        assert_counts(
-            &line,
-            n - 1,
-            1,
-            &format!("entry {what}: {}", victim.display()),
-        );
+        assert_counts(&line, n - 1, 1, &format!("entry {what}: {}", victim.display()));
         let rewritten = c.rewritten_since(&before);
         assert_eq!(rewritten.len(), 1, "entry {what}: compiled {rewritten:?}");
-        assert!(
-            c.native_bytes() == natives,
-            "entry {what}: native objects differ from the first build's"
-        );
+        assert!(c.native_bytes() == natives, "entry {what}: native objects differ from the first build's");
         c.link("prog");
         assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT, "entry {what}");
         // Stored again, whole.
-        assert_counts(
-            &c.link("vmlinux.o"),
-            n,
-            0,
-            &format!("relink after the entry was {what}"),
-        );
+        assert_counts(&c.link("vmlinux.o"), n, 0, &format!("relink after the entry was {what}"));
     }
 }
 
 /// Lines of `stderr` that are kdthin-ld warnings.
 fn warnings(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("kdthin-ld: warning:"))
-        .collect()
+    stderr.lines().filter(|l| l.starts_with("kdthin-ld: warning:")).collect()
 }
 
 #[test]
@@ -735,11 +587,7 @@ fn unusable_cache_dir_warns_once_and_links() {
     assert_counts(&line, 0, n, "no usable cache");
     let w = warnings(&ran.stderr);
     assert_eq!(w.len(), 1, "expected one warning\n{}", ran.report());
-    assert!(
-        w[0].contains(&*c.dir.to_string_lossy()),
-        "the warning should name the cache dir: {}",
-        w[0]
-    );
+    assert!(w[0].contains(&*c.dir.to_string_lossy()), "the warning should name the cache dir: {}", w[0]);
     c.link("prog");
     assert_eq!(assert_same_as_reference(&c.t), PROG_OUTPUT);
 

@@ -18,8 +18,7 @@ fn build_pair(format: CmdFormat) -> Pair {
     ours.make(Linker::Kdthin, &["objects"]).ok();
     let before = ours.snapshot();
     ours.make(Linker::Kdthin, &["all"]).ok();
-    ours.snapshot()
-        .assert_only_changes(&before, is_link_product);
+    ours.snapshot().assert_only_changes(&before, is_link_product);
     assert_no_litter(&ours);
     Pair { reference, ours }
 }
@@ -56,11 +55,7 @@ fn modules_have_the_same_symbols() {
 fn prog_prints_the_same() {
     require_toolchain!();
     let p = build_pair(CmdFormat::Savedcmd);
-    assert_eq!(
-        p.reference.run_program("prog"),
-        PROG_OUTPUT,
-        "reference prog"
-    );
+    assert_eq!(p.reference.run_program("prog"), PROG_OUTPUT, "reference prog");
     assert_eq!(p.ours.run_program("prog"), PROG_OUTPUT, "kdthin-ld's prog");
 }
 
@@ -69,10 +64,7 @@ fn native_objects_sit_next_to_bitcode() {
     require_toolchain!();
     let p = build_pair(CmdFormat::Savedcmd);
     for obj in VMLINUX_BITCODE.iter().chain(FOO_BITCODE) {
-        assert!(
-            is_bitcode(&p.ours.path(obj)),
-            "{obj} should still be bitcode"
-        );
+        assert!(is_bitcode(&p.ours.path(obj)), "{obj} should still be bitcode");
         let native = native_object(obj);
         assert!(p.ours.exists(&native), "no {native} next to {obj}");
         assert!(is_elf(&p.ours.path(&native)), "{native} is not ELF");
@@ -92,17 +84,11 @@ fn backends_get_each_objects_own_flags() {
     );
     // -O2 (from each .cmd) makes the backend inline what the thin link
     // imported; at clang's default -O0 the calls would stay.
-    for (obj, callee) in [
-        ("init/main.o", "sched_scale"),
-        ("init/main.o", "sched_ticks"),
-        ("mm/slab.o", "sched_scale"),
-    ] {
+    for (obj, callee) in [("init/main.o", "sched_scale"), ("init/main.o", "sched_ticks"), ("mm/slab.o", "sched_scale")]
+    {
         let native = native_object(obj);
         let undef = undefined_symbols(&p.ours.path(&native));
-        assert!(
-            !undef.iter().any(|s| s == callee),
-            "{native} still calls {callee}: {undef:?}"
-        );
+        assert!(!undef.iter().any(|s| s == callee), "{native} still calls {callee}: {undef:?}");
     }
 }
 
@@ -117,10 +103,7 @@ fn cmd_files_in_6_1_format() {
     );
     assert_eq!(p.ours.run_program("prog"), PROG_OUTPUT);
     for obj in VMLINUX_BITCODE {
-        assert!(
-            p.ours.exists(&native_object(obj)),
-            "no native object for {obj}: .cmd not used?"
-        );
+        assert!(p.ours.exists(&native_object(obj)), "no native object for {obj}: .cmd not used?");
     }
 }
 
@@ -129,16 +112,11 @@ fn rebuild_after_editing_a_source() {
     require_toolchain!();
     let p = build_pair(CmdFormat::Savedcmd);
     for (tree, linker) in [(&p.reference, Linker::Lld), (&p.ours, Linker::Kdthin)] {
-        tree.edit("kernel/sched.c", |s| {
-            s.replace("return x * SCALE;", "return x * SCALE + 1000;")
-        });
+        tree.edit("kernel/sched.c", |s| s.replace("return x * SCALE;", "return x * SCALE + 1000;"));
         tree.make(linker, &["all"]).ok();
     }
     let out = p.ours.run_program("prog");
-    assert!(
-        out.contains("sched_scale(7) = 1021\n"),
-        "stale code in prog:\n{out}"
-    );
+    assert!(out.contains("sched_scale(7) = 1021\n"), "stale code in prog:\n{out}");
     assert_eq!(out, p.reference.run_program("prog"));
     assert_same_lines(
         "defined globals of vmlinux.o",
@@ -153,14 +131,6 @@ fn save_temps_keeps_the_work_dir() {
     require_toolchain!();
     let t = Tree::new(CmdFormat::Savedcmd);
     t.make(Linker::Lld, &["objects"]).ok();
-    t.link(
-        "vmlinux.o",
-        Linker::Kdthin,
-        &[("KDTHIN_SAVE_TEMPS", "1".as_ref())],
-    )
-    .ok();
-    assert!(
-        !t.work_dirs().is_empty(),
-        "KDTHIN_SAVE_TEMPS=1 left no .tmp_kdthin* in the tree"
-    );
+    t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_SAVE_TEMPS", "1".as_ref())]).ok();
+    assert!(!t.work_dirs().is_empty(), "KDTHIN_SAVE_TEMPS=1 left no .tmp_kdthin* in the tree");
 }

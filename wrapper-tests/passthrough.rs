@@ -26,22 +26,13 @@ fn assert_same_result(reference: &Ran, ours: &Ran) {
     let same = reference.status.code() == ours.status.code()
         && reference.stdout == ours.stdout
         && reference.stderr == ours.stderr;
-    assert!(
-        same,
-        "kdthin-ld differs from ld.lld\nld.lld:\n{}\nkdthin-ld:\n{}",
-        reference.report(),
-        ours.report()
-    );
+    assert!(same, "kdthin-ld differs from ld.lld\nld.lld:\n{}\nkdthin-ld:\n{}", reference.report(), ours.report());
 }
 
 #[test]
 fn version_is_ld_lld_s() {
     require_toolchain!();
-    for args in [
-        &["--version"][..],
-        &["-v"],
-        &["--version", "-m", "elf_x86_64"],
-    ] {
+    for args in [&["--version"][..], &["-v"], &["--version", "-m", "elf_x86_64"]] {
         let (reference, ours) = both(args, &[]);
         assert_same_result(&reference, &ours);
     }
@@ -50,15 +41,8 @@ fn version_is_ld_lld_s() {
 #[test]
 fn kdthin_ld_env_names_the_real_linker() {
     require_toolchain!();
-    let lld = run(Command::new("sh").args(["-c", "command -v ld.lld-22"]))
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    let (reference, ours) = both(
-        &["--version"],
-        &[("KDTHIN_LD", Some(lld.as_str())), ("CC", None)],
-    );
+    let lld = run(Command::new("sh").args(["-c", "command -v ld.lld-22"])).ok().stdout.trim().to_string();
+    let (reference, ours) = both(&["--version"], &[("KDTHIN_LD", Some(lld.as_str())), ("CC", None)]);
     assert_same_result(&reference, &ours);
 }
 
@@ -68,10 +52,7 @@ fn ld_version_probe_sees_lld() {
     let t = Tree::new(CmdFormat::Savedcmd);
     let probe = |linker: Linker| {
         let mut cmd = Command::new("sh");
-        clean_env(&mut cmd)
-            .current_dir(t.root())
-            .arg("scripts/ld-version.sh")
-            .arg(linker.program());
+        clean_env(&mut cmd).current_dir(t.root()).arg("scripts/ld-version.sh").arg(linker.program());
         run(&mut cmd).ok().stdout
     };
     let reference = probe(Linker::Lld);
@@ -88,27 +69,8 @@ fn native_only_links_are_byte_identical() {
     // archive, and the final vmlinux link, which sees only vmlinux.o.
     let cases: [(&str, &[&str]); 3] = [
         ("head.o", &["-r", "arch/x86/kernel/head_64.o"]),
-        (
-            "arch.o",
-            &[
-                "-r",
-                "--whole-archive",
-                "arch/x86/kernel/built-in.a",
-                "--no-whole-archive",
-            ],
-        ),
-        (
-            "vmlinux",
-            &[
-                "-static",
-                "-nostdlib",
-                "-T",
-                "prog.lds",
-                "--whole-archive",
-                "vmlinux.o",
-                "--no-whole-archive",
-            ],
-        ),
+        ("arch.o", &["-r", "--whole-archive", "arch/x86/kernel/built-in.a", "--no-whole-archive"]),
+        ("vmlinux", &["-static", "-nostdlib", "-T", "prog.lds", "--whole-archive", "vmlinux.o", "--no-whole-archive"]),
     ];
     let before = t.snapshot();
     let mut written = Vec::new();
@@ -124,13 +86,9 @@ fn native_only_links_are_byte_identical() {
             outputs.push(t.read(&output));
             written.push(std::path::PathBuf::from(output));
         }
-        assert!(
-            outputs[0] == outputs[1],
-            "{out}: kdthin-ld's output differs from ld.lld's (both kept in the tree)"
-        );
+        assert!(outputs[0] == outputs[1], "{out}: kdthin-ld's output differs from ld.lld's (both kept in the tree)");
     }
-    t.snapshot()
-        .assert_only_changes(&before, |p| written.iter().any(|w| w == p));
+    t.snapshot().assert_only_changes(&before, |p| written.iter().any(|w| w == p));
     assert_eq!(t.run_program("vmlinux.Kdthin"), PROG_OUTPUT);
 }
 
@@ -140,34 +98,17 @@ fn errors_of_native_links_are_ld_lld_s() {
     let t = Tree::build(CmdFormat::Savedcmd, Linker::Lld);
     // An undefined symbol (nothing defines start_kernel) and an unknown option.
     let cases: [&[&str]; 2] = [
-        &[
-            "-m",
-            "elf_x86_64",
-            "-static",
-            "-o",
-            "bad",
-            "arch/x86/kernel/head_64.o",
-        ],
-        &[
-            "--kdthin-test-no-such-option",
-            "-o",
-            "bad",
-            "arch/x86/kernel/head_64.o",
-        ],
+        &["-m", "elf_x86_64", "-static", "-o", "bad", "arch/x86/kernel/head_64.o"],
+        &["--kdthin-test-no-such-option", "-o", "bad", "arch/x86/kernel/head_64.o"],
     ];
     for args in cases {
         let results: Vec<Ran> = [Linker::Lld, Linker::Kdthin]
             .into_iter()
             .map(|linker| {
-                let argv: Vec<OsString> = std::iter::once(linker.program())
-                    .chain(args.iter().map(OsString::from))
-                    .collect();
+                let argv: Vec<OsString> =
+                    std::iter::once(linker.program()).chain(args.iter().map(OsString::from)).collect();
                 let ran = t.run_linker(&argv, &[]).failed();
-                assert!(
-                    !t.exists("bad"),
-                    "output left after a failed link\n{}",
-                    ran.report()
-                );
+                assert!(!t.exists("bad"), "output left after a failed link\n{}", ran.report());
                 ran
             })
             .collect();
@@ -178,12 +119,7 @@ fn errors_of_native_links_are_ld_lld_s() {
             results[0].report(),
             results[1].report()
         );
-        assert_eq!(
-            diagnostics(&results[0].stderr),
-            diagnostics(&results[1].stderr),
-            "{}",
-            results[1].report()
-        );
+        assert_eq!(diagnostics(&results[0].stderr), diagnostics(&results[1].stderr), "{}", results[1].report());
     }
 }
 
@@ -192,11 +128,6 @@ fn errors_of_native_links_are_ld_lld_s() {
 fn diagnostics(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
-        .map(|l| {
-            ["error: ", "warning: "]
-                .iter()
-                .find_map(|k| l.find(k).map(|i| &l[i..]))
-                .unwrap_or(l)
-        })
+        .map(|l| ["error: ", "warning: "].iter().find_map(|k| l.find(k).map(|i| &l[i..])).unwrap_or(l))
         .collect()
 }

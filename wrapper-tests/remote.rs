@@ -65,17 +65,7 @@ impl Server {
             ));
         }
         let bwrap_ok = Command::new("bwrap")
-            .args([
-                "--ro-bind",
-                "/usr",
-                "/usr",
-                "--symlink",
-                "usr/lib64",
-                "/lib64",
-                "--symlink",
-                "usr/lib",
-                "/lib",
-            ])
+            .args(["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/lib", "/lib"])
             .arg("/usr/bin/true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -84,18 +74,11 @@ impl Server {
         if !bwrap_ok {
             return skip("bwrap (bubblewrap) is missing or cannot create a sandbox here".into());
         }
-        let dir = tempfile::Builder::new()
-            .prefix("reapi-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("reapi-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
         let log = dir.path().join("casd.log");
         // A port the kernel just gave out and we released: free unless
         // something grabs it in between, which the wait below would show.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
         let mut cmd = Command::new(&casd);
         cmd.arg(format!("--bind=127.0.0.1:{port}"))
             .arg(format!("--buildbox-run={}", runner.display()))
@@ -118,12 +101,7 @@ impl Server {
             Ok(c) => c,
             Err(e) => return skip(format!("cannot start {}: {e}", casd.display())),
         };
-        let mut server = Server {
-            child,
-            port,
-            _dir: dir,
-            log,
-        };
+        let mut server = Server { child, port, _dir: dir, log };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
@@ -135,9 +113,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&server.log).unwrap_or_default();
-                return skip(format!(
-                    "buildbox-casd did not listen on 127.0.0.1:{port} within 20s:\n{log}"
-                ));
+                return skip(format!("buildbox-casd did not listen on 127.0.0.1:{port} within 20s:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -171,17 +147,11 @@ struct Remote {
 
 impl Remote {
     fn new(server: &Server, tree: &Tree) -> Remote {
-        Remote {
-            url: server.url(),
-            log: tree.scratch().join("remote.log"),
-        }
+        Remote { url: server.url(), log: tree.scratch().join("remote.log") }
     }
 
     fn envs(&self) -> Vec<(&'static str, &OsStr)> {
-        vec![
-            ("KDTHIN_REMOTE", OsStr::new(&self.url)),
-            ("KDTHIN_REMOTE_LOG", self.log.as_os_str()),
-        ]
+        vec![("KDTHIN_REMOTE", OsStr::new(&self.url)), ("KDTHIN_REMOTE_LOG", self.log.as_os_str())]
     }
 
     /// Where each backend ran since the last call: (`remote`, label).
@@ -191,10 +161,7 @@ impl Remote {
         text.lines()
             .map(|l| {
                 let mut f = l.split('\t');
-                (
-                    f.next().unwrap_or("").to_string(),
-                    f.next().unwrap_or("").to_string(),
-                )
+                (f.next().unwrap_or("").to_string(), f.next().unwrap_or("").to_string())
             })
             .collect()
     }
@@ -218,32 +185,16 @@ fn remote_link_is_byte_identical_and_a_second_link_hits_the_action_cache() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &remote.envs()).ok();
     let log = remote.take();
-    assert_eq!(
-        count(&log, "remote"),
-        VMLINUX_BACKENDS,
-        "{log:?}\n{}",
-        ran.report()
-    );
+    assert_eq!(count(&log, "remote"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
     assert!(!ran.stderr.contains("falling back"), "{}", ran.report());
-    assert!(
-        t.read("vmlinux.o") == local,
-        "vmlinux.o from remote backends differs from the local one"
-    );
+    assert!(t.read("vmlinux.o") == local, "vmlinux.o from remote backends differs from the local one");
 
     // Again: every backend from the action cache, same bytes.
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &remote.envs()).ok();
     let log = remote.take();
-    assert_eq!(
-        count(&log, "remote-cache"),
-        VMLINUX_BACKENDS,
-        "{log:?}\n{}",
-        ran.report()
-    );
-    assert!(
-        t.read("vmlinux.o") == local,
-        "vmlinux.o from the action cache differs from the local one"
-    );
+    assert_eq!(count(&log, "remote-cache"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert!(t.read("vmlinux.o") == local, "vmlinux.o from the action cache differs from the local one");
 
     // The executable works too.
     t.remove("prog");
@@ -263,21 +214,13 @@ fn remote_compile_error_is_a_compile_error() {
     let remote = Remote::new(&server, &t);
     let mut envs = remote.envs();
     // Edits the backends' command line (and is passed to the worker).
-    envs.push((
-        "CCC_OVERRIDE_OPTIONS",
-        OsStr::new("+-mllvm +-kdthin-no-such-option"),
-    ));
+    envs.push(("CCC_OVERRIDE_OPTIONS", OsStr::new("+-mllvm +-kdthin-no-such-option")));
     let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).failed();
-    ran.stderr_contains("on the remote worker")
-        .stderr_contains("kdthin-no-such-option");
+    ran.stderr_contains("on the remote worker").stderr_contains("kdthin-no-such-option");
     assert!(!ran.stderr.contains("falling back"), "{}", ran.report());
     let log = remote.take();
     assert!(count(&log, "remote") >= 1, "{log:?}");
-    assert_eq!(
-        count(&log, "local"),
-        0,
-        "a compile error must not be retried locally: {log:?}"
-    );
+    assert_eq!(count(&log, "local"), 0, "a compile error must not be retried locally: {log:?}");
 }
 
 #[test]
@@ -295,31 +238,15 @@ fn killing_the_server_mid_link_falls_back_to_local() {
     // first has finished remotely and the server dies.
     let argv = t.link_argv("vmlinux.o", Linker::Kdthin);
     let mut cmd = Command::new(&argv[0]);
-    clean_env(&mut cmd)
-        .current_dir(t.root())
-        .args(&argv[1..])
-        .env("KDTHIN_REMOTE_JOBS", "1");
+    clean_env(&mut cmd).current_dir(t.root()).args(&argv[1..]).env("KDTHIN_REMOTE_JOBS", "1");
     for (k, v) in remote.envs() {
         cmd.env(k, v);
     }
     let cmdline = command_line(&cmd);
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&remote.log)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no backend finished remotely within 60s"
-        );
+    while std::fs::read_to_string(&remote.log).unwrap_or_default().lines().count() == 0 {
+        assert!(Instant::now() < deadline, "no backend finished remotely within 60s");
         std::thread::sleep(Duration::from_millis(2));
     }
     server.kill();
@@ -335,19 +262,8 @@ fn killing_the_server_mid_link_falls_back_to_local() {
     let log = remote.take();
     assert_eq!(log.len(), VMLINUX_BACKENDS, "{log:?}");
     assert!(count(&log, "remote") >= 1, "{log:?}");
-    assert!(
-        count(&log, "local") >= 1,
-        "the server was killed after the first backend: {log:?}"
-    );
-    assert_eq!(
-        ran.stderr.matches("falling back to local").count(),
-        1,
-        "one warning per link\n{}",
-        ran.report()
-    );
-    assert!(
-        t.read("vmlinux.o") == local,
-        "vmlinux.o after local fallback differs"
-    );
+    assert!(count(&log, "local") >= 1, "the server was killed after the first backend: {log:?}");
+    assert_eq!(ran.stderr.matches("falling back to local").count(), 1, "one warning per link\n{}", ran.report());
+    assert!(t.read("vmlinux.o") == local, "vmlinux.o after local fallback differs");
     assert_no_litter(&t);
 }

@@ -22,10 +22,7 @@ impl Elsewhere {
     fn new() -> Elsewhere {
         let prefix = format!("{}-elsewhere-", test_name().replace("::", "-"));
         Elsewhere(Some(
-            tempfile::Builder::new()
-                .prefix(&prefix)
-                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-                .expect("create temp dir"),
+            tempfile::Builder::new().prefix(&prefix).tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create temp dir"),
         ))
     }
 
@@ -50,25 +47,11 @@ fn saved(save: &Path, name: &str) -> PathBuf {
     let found: Vec<PathBuf> = fs::read_dir(save)
         .unwrap_or_else(|e| panic!("{}: {e}", save.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{name}."))
-        })
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}.")))
         .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one reproducer for {name} in {}: {found:?}",
-        save.display()
-    );
+    assert_eq!(found.len(), 1, "one reproducer for {name} in {}: {found:?}", save.display());
     let dir = found.into_iter().next().unwrap();
-    assert!(
-        !dir.join(".incomplete").exists(),
-        "{} is marked incomplete",
-        dir.display()
-    );
+    assert!(!dir.join(".incomplete").exists(), "{} is marked incomplete", dir.display());
     dir
 }
 
@@ -80,10 +63,7 @@ fn read(p: &Path) -> String {
 /// environment but no CC: the script must set it as the link had it.
 fn replay(repro: &Path, cwd: &Path) -> Ran {
     let mut cmd = Command::new(repro.join("run-with"));
-    clean_env(&mut cmd)
-        .env_remove("CC")
-        .current_dir(cwd)
-        .arg(kdthin_ld());
+    clean_env(&mut cmd).env_remove("CC").current_dir(cwd).arg(kdthin_ld());
     run(&mut cmd)
 }
 
@@ -92,10 +72,7 @@ fn replay(repro: &Path, cwd: &Path) -> Ran {
 fn save_and_move(t: &Tree, argv: &[OsString], cwd: &Path, name: &str) -> (Ran, Elsewhere, PathBuf) {
     let save = t.scratch().join("save");
     let mut cmd = Command::new(&argv[0]);
-    clean_env(&mut cmd)
-        .current_dir(cwd)
-        .args(&argv[1..])
-        .env("KDTHIN_SAVE_DIR", &save);
+    clean_env(&mut cmd).current_dir(cwd).args(&argv[1..]).env("KDTHIN_SAVE_DIR", &save);
     let ran = run(&mut cmd);
     let dir = saved(&save, name);
     ran.stderr_contains(&format!("reproducer saved in {}", dir.display()));
@@ -138,82 +115,42 @@ fn vmlinux_o_replays_from_a_tarball_elsewhere() {
         let cmd = Tree::cmd_file(obj);
         assert!(repro.join("tree").join(&cmd).is_file(), "{cmd} not saved");
     }
-    let mode = fs::metadata(repro.join("run-with"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = fs::metadata(repro.join("run-with")).unwrap().permissions().mode();
     assert!(mode & 0o111 != 0, "run-with is not executable: {mode:o}");
     assert_eq!(
-        fs::metadata(repro.join("tree").join(Tree::cmd_file("kernel/sched.o")))
-            .unwrap()
-            .modified()
-            .unwrap(),
+        fs::metadata(repro.join("tree").join(Tree::cmd_file("kernel/sched.o"))).unwrap().modified().unwrap(),
         sched_cmd_mtime,
         "the .cmd file's mtime is kept"
     );
     let args: Vec<String> = argv[1..].iter().map(|a| shell_quote(a)).collect();
-    assert_eq!(
-        read(&repro.join("argv.txt")).lines().collect::<Vec<_>>(),
-        args
-    );
+    assert_eq!(read(&repro.join("argv.txt")).lines().collect::<Vec<_>>(), args);
     assert_eq!(read(&repro.join("outcome.txt")), "exit code 0\n");
     let env = read(&repro.join("env.txt"));
     assert!(env.lines().any(|l| l == format!("CC={CLANG}")), "{env}");
     assert!(!env.contains("KDTHIN_SAVE_DIR"), "{env}");
     let versions = read(&repro.join("versions.txt"));
-    assert!(
-        versions.contains("LLD") && versions.contains("clang version"),
-        "{versions}"
-    );
+    assert!(versions.contains("LLD") && versions.contains("clang version"), "{versions}");
     let commands = read(&repro.join("commands.sh"));
-    assert!(
-        commands.contains("\n# thin-link\n") && commands.contains("\n# final link\n"),
-        "{commands}"
-    );
-    assert!(
-        commands.contains("--thinlto-index-only=\"$WORK\"/thinlto.list"),
-        "{commands}"
-    );
-    let backends = commands
-        .lines()
-        .filter(|l| l.contains("-fthinlto-index=\"$INDEX\"/"))
-        .count();
-    assert_eq!(
-        backends,
-        VMLINUX_BITCODE.len(),
-        "one line per backend\n{commands}"
-    );
+    assert!(commands.contains("\n# thin-link\n") && commands.contains("\n# final link\n"), "{commands}");
+    assert!(commands.contains("--thinlto-index-only=\"$WORK\"/thinlto.list"), "{commands}");
+    let backends = commands.lines().filter(|l| l.contains("-fthinlto-index=\"$INDEX\"/")).count();
+    assert_eq!(backends, VMLINUX_BITCODE.len(), "one line per backend\n{commands}");
 
     // Sent as a tarball (whole-second mtimes), unpacked on "another
     // machine" with the original tree gone.
     let tarball = away.path().join("repro.tar.gz");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(away.path())
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("repro"))
-    .ok();
+    run(Command::new("tar").arg("-C").arg(away.path()).arg("-czf").arg(&tarball).arg("repro")).ok();
     fs::remove_dir_all(&repro).unwrap();
     fs::remove_dir_all(t.root()).unwrap();
     let unpacked = away.path().join("unpacked");
     fs::create_dir(&unpacked).unwrap();
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&unpacked)
-        .arg("-xzf")
-        .arg(&tarball))
-    .ok();
+    run(Command::new("tar").arg("-C").arg(&unpacked).arg("-xzf").arg(&tarball)).ok();
     let repro = unpacked.join("repro");
 
     let replayed = replay(&repro, away.path()).ok();
     // Distributed again: the saved .cmd files were found and current.
     replayed.lto_line("vmlinux.o");
-    assert!(
-        !replayed.stderr.contains("in-process"),
-        "{}",
-        replayed.report()
-    );
+    assert!(!replayed.stderr.contains("in-process"), "{}", replayed.report());
     assert_same_lines(
         "defined globals of the replayed vmlinux.o",
         &expected,
@@ -231,29 +168,16 @@ fn one_backend_line_of_commands_sh_runs_on_its_own() {
     fs::remove_dir_all(t.root()).unwrap();
     // The header (up to the first heading) and one backend.
     let commands = read(&repro.join("commands.sh"));
-    let header: String = commands
-        .split("\n# thin-link\n")
-        .next()
-        .unwrap()
-        .to_string();
-    let line = commands
-        .lines()
-        .find(|l| l.contains("kernel/sched.o.thinlto.bc"))
-        .expect("a backend line for kernel/sched.o");
+    let header: String = commands.split("\n# thin-link\n").next().unwrap().to_string();
+    let line =
+        commands.lines().find(|l| l.contains("kernel/sched.o.thinlto.bc")).expect("a backend line for kernel/sched.o");
     let script = repro.join("one-backend.sh");
     fs::write(&script, format!("{header}\nset -e\n{line}\n")).unwrap();
     run(Command::new("sh").arg(&script).current_dir(away.path())).ok();
-    let native = line
-        .split_whitespace()
-        .skip_while(|w| *w != "-o")
-        .nth(1)
-        .unwrap();
+    let native = line.split_whitespace().skip_while(|w| *w != "-o").nth(1).unwrap();
     let native = native.replace("\"$WORK\"", &repro.join("work").to_string_lossy());
     let syms = defined_globals(Path::new(&native));
-    assert!(
-        syms.iter().any(|s| s.starts_with("sched_scale ")),
-        "{syms:?}"
-    );
+    assert!(syms.iter().any(|s| s.starts_with("sched_scale ")), "{syms:?}");
 }
 
 #[test]
@@ -265,15 +189,9 @@ fn module_link_with_a_response_file_replays() {
     let (ran, away, repro) = save_and_move(&t, &argv, t.root(), "foo.o");
     ran.ok().lto_line("mod/foo.o");
     let expected = defined_globals(&t.path("mod/foo.o"));
-    assert_eq!(
-        read(&repro.join("tree/mod/foo.mod")).as_bytes(),
-        t.read("mod/foo.mod")
-    );
+    assert_eq!(read(&repro.join("tree/mod/foo.mod")).as_bytes(), t.read("mod/foo.mod"));
     for obj in FOO_BITCODE {
-        assert!(
-            repro.join("tree").join(Tree::cmd_file(obj)).is_file(),
-            "{obj}'s .cmd not saved"
-        );
+        assert!(repro.join("tree").join(Tree::cmd_file(obj)).is_file(), "{obj}'s .cmd not saved");
     }
     fs::remove_dir_all(t.root()).unwrap();
 
@@ -301,9 +219,7 @@ fn paths_outside_the_link_directory_are_saved_and_rewritten() {
         .link_argv("vmlinux.o", Linker::Kdthin)
         .into_iter()
         .map(|a| match a.to_str() {
-            Some("vmlinux.a") | Some("vmlinux.o") => {
-                OsString::from(format!("../{}", a.to_str().unwrap()))
-            }
+            Some("vmlinux.a") | Some("vmlinux.o") => OsString::from(format!("../{}", a.to_str().unwrap())),
             Some("lib/lib.a") => t.path("lib/lib.a").into_os_string(),
             Some("initcalls.lds") => script.clone().into_os_string(),
             _ => a,
@@ -313,17 +229,11 @@ fn paths_outside_the_link_directory_are_saved_and_rewritten() {
     ran.ok().lto_line("../vmlinux.o");
     let expected = defined_globals(&t.path("vmlinux.o"));
     let run_with = read(&repro.join("run-with"));
-    assert!(
-        run_with.contains("cd \"$here\"/tree/mod || exit"),
-        "{run_with}"
-    );
+    assert!(run_with.contains("cd \"$here\"/tree/mod || exit"), "{run_with}");
     assert!(run_with.contains("\n  ../lib/lib.a \\\n"), "{run_with}");
     assert!(run_with.contains("\n  .kdthin-abs/"), "{run_with}");
     let outside_dir = outside.path().to_string_lossy().into_owned();
-    assert!(
-        !run_with.contains(&format!("\n  {outside_dir}")),
-        "{run_with}"
-    );
+    assert!(!run_with.contains(&format!("\n  {outside_dir}")), "{run_with}");
     assert!(repro.join("tree/init/main.o").is_file());
     fs::remove_dir_all(t.root()).unwrap();
     drop(outside);
@@ -349,25 +259,17 @@ fn failing_backend_is_saved_with_its_command() {
     assert_eq!(read(&repro.join("outcome.txt")), "exit code 1\n");
     let commands = read(&repro.join("commands.sh"));
     assert!(commands.contains("\n# thin-link\n"), "{commands}");
-    assert!(
-        !commands.contains("\n# final link\n"),
-        "no final link ran\n{commands}"
-    );
+    assert!(!commands.contains("\n# final link\n"), "no final link ran\n{commands}");
     let failing = commands
         .lines()
         .find(|l| l.contains("-mcmodel=bogus"))
         .unwrap_or_else(|| panic!("no backend line with the bad flag\n{commands}"));
-    assert!(
-        failing.contains("-fthinlto-index=\"$INDEX\"/kernel/sched.o.thinlto.bc"),
-        "{failing}"
-    );
+    assert!(failing.contains("-fthinlto-index=\"$INDEX\"/kernel/sched.o.thinlto.bc"), "{failing}");
     assert!(repro.join("index/kernel/sched.o.thinlto.bc").is_file());
     fs::remove_dir_all(t.root()).unwrap();
 
     // The replay fails the same way.
-    replay(&repro, away.path())
-        .failed()
-        .stderr_contains("-mcmodel=bogus");
+    replay(&repro, away.path()).failed().stderr_contains("-mcmodel=bogus");
 }
 
 #[test]
@@ -380,15 +282,9 @@ fn link_run_in_process_is_saved_too() {
     ran.ok().stderr_contains("linking in-process");
     let expected = defined_globals(&t.path("vmlinux.o"));
     let outcome = read(&repro.join("outcome.txt"));
-    assert!(
-        outcome.starts_with("linked in-process: ") && outcome.contains("sched.o"),
-        "{outcome}"
-    );
+    assert!(outcome.starts_with("linked in-process: ") && outcome.contains("sched.o"), "{outcome}");
     let commands = read(&repro.join("commands.sh"));
-    assert!(
-        !commands.contains("\n# thin-link\n"),
-        "no thin-link ran\n{commands}"
-    );
+    assert!(!commands.contains("\n# thin-link\n"), "no thin-link ran\n{commands}");
     fs::remove_dir_all(t.root()).unwrap();
 
     let replayed = replay(&repro, away.path()).ok();
@@ -409,8 +305,7 @@ fn links_without_bitcode_are_not_saved() {
         .into_iter()
         .chain(["-r", "-o", "head.o", "arch/x86/kernel/head_64.o"].map(OsString::from))
         .collect();
-    t.run_linker(&argv, &[("KDTHIN_SAVE_DIR", save.as_os_str())])
-        .ok();
+    t.run_linker(&argv, &[("KDTHIN_SAVE_DIR", save.as_os_str())]).ok();
     let entries = fs::read_dir(&save).map(|d| d.count()).unwrap_or(0);
     assert_eq!(entries, 0, "nothing saved in {}", save.display());
 }
@@ -422,19 +317,9 @@ fn a_save_dir_that_cannot_be_made_is_one_warning() {
     let file = t.scratch().join("a-file");
     fs::write(&file, "").unwrap();
     let bad = file.join("save");
-    let ran = t
-        .link(
-            "vmlinux.o",
-            Linker::Kdthin,
-            &[("KDTHIN_SAVE_DIR", bad.as_os_str())],
-        )
-        .ok();
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_SAVE_DIR", bad.as_os_str())]).ok();
     ran.lto_line("vmlinux.o");
-    let lines: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let lines: Vec<&str> = ran.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
         lines.len() == 1 && lines[0].starts_with("kdthin-ld: warning: KDTHIN_SAVE_DIR: "),
         "expected one warning line\n{}",

@@ -13,20 +13,14 @@ fn alive(pids: &[i32]) -> Vec<i32> {
     pids.iter()
         .copied()
         .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            })
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
         })
         .collect()
 }
 
 fn read_pids(marker: &std::path::Path) -> Vec<i32> {
-    fs::read_to_string(marker)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    fs::read_to_string(marker).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 /// Kills whatever the test started, should it fail half-way.
@@ -57,20 +51,11 @@ fn sigterm_during_backends_stops_cleanly() {
     let slow = t.scratch().join("slowbin/clang-22");
     let marker = t.scratch().join("backend-pids");
     fs::create_dir_all(slow.parent().unwrap()).unwrap();
-    fs::write(
-        &slow,
-        format!(
-            "#!/bin/sh\necho $$ >> '{}'\nexec sleep 60\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
+    fs::write(&slow, format!("#!/bin/sh\necho $$ >> '{}'\nexec sleep 60\n", marker.display())).unwrap();
     fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
     for obj in VMLINUX_BITCODE {
         let cmd = Tree::cmd_file(obj);
-        t.edit(&cmd, |s| {
-            s.replacen(" := clang-22 ", &format!(" := {} ", slow.display()), 1)
-        });
+        t.edit(&cmd, |s| s.replacen(" := clang-22 ", &format!(" := {} ", slow.display()), 1));
     }
 
     let before = t.snapshot();
@@ -86,27 +71,16 @@ fn sigterm_during_backends_stops_cleanly() {
         .stderr(fs::File::create(&log).unwrap());
     eprintln!("$ {} 2>{}", command_line(&cmd), log.display());
     let child = cmd.spawn().expect("start kdthin-ld");
-    let mut reaper = Reaper {
-        child,
-        marker: marker.clone(),
-    };
+    let mut reaper = Reaper { child, marker: marker.clone() };
     let stderr = || fs::read_to_string(&log).unwrap_or_default();
 
     // Wait for the first backend.
     let deadline = Instant::now() + Duration::from_secs(30);
     while read_pids(&marker).is_empty() {
         if let Some(status) = reaper.child.try_wait().unwrap() {
-            panic!(
-                "kdthin-ld ended ({}) before any backend started\n{}",
-                describe_status(status),
-                stderr()
-            );
+            panic!("kdthin-ld ended ({}) before any backend started\n{}", describe_status(status), stderr());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no backend started within 30 s\n{}",
-            stderr()
-        );
+        assert!(Instant::now() < deadline, "no backend started within 30 s\n{}", stderr());
         std::thread::sleep(Duration::from_millis(10));
     }
 
@@ -116,11 +90,7 @@ fn sigterm_during_backends_stops_cleanly() {
         if let Some(status) = reaper.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "kdthin-ld still running 10 s after SIGTERM\n{}",
-            stderr()
-        );
+        assert!(Instant::now() < deadline, "kdthin-ld still running 10 s after SIGTERM\n{}", stderr());
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(
@@ -132,21 +102,12 @@ fn sigterm_during_backends_stops_cleanly() {
     );
 
     let backends = read_pids(&marker);
-    assert_eq!(
-        backends.len(),
-        1,
-        "KDTHIN_JOBS=1 but {} backends started",
-        backends.len()
-    );
+    assert_eq!(backends.len(), 1, "KDTHIN_JOBS=1 but {} backends started", backends.len());
     let deadline = Instant::now() + Duration::from_secs(2);
     while !alive(&backends).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        alive(&backends),
-        Vec::<i32>::new(),
-        "backends outlived kdthin-ld"
-    );
+    assert_eq!(alive(&backends), Vec::<i32>::new(), "backends outlived kdthin-ld");
     assert!(!t.exists("vmlinux.o"), "vmlinux.o left behind");
     t.snapshot().assert_only_changes(&before, is_native_object);
     assert_no_litter(&t);

@@ -21,21 +21,11 @@ fn slow_tree() -> Tree {
     t.make(Linker::Lld, &["objects"]).ok();
     let slow = t.scratch().join("slowbin/clang-22");
     fs::create_dir_all(slow.parent().unwrap()).unwrap();
-    fs::write(
-        &slow,
-        format!("#!/bin/sh\nsleep 0.25\nexec {CLANG} \"$@\"\n"),
-    )
-    .unwrap();
+    fs::write(&slow, format!("#!/bin/sh\nsleep 0.25\nexec {CLANG} \"$@\"\n")).unwrap();
     fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
     for obj in VMLINUX_BITCODE {
         let cmd = Tree::cmd_file(obj);
-        t.edit(&cmd, |s| {
-            s.replacen(
-                &format!(" := {CLANG} "),
-                &format!(" := {} ", slow.display()),
-                1,
-            )
-        });
+        t.edit(&cmd, |s| s.replacen(&format!(" := {CLANG} "), &format!(" := {} ", slow.display()), 1));
     }
     t
 }
@@ -47,51 +37,21 @@ fn open_pty() -> (fs::File, OwnedFd) {
     // out-parameter lives across its call.
     unsafe {
         let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(
-            master >= 0,
-            "posix_openpt: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(master >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
         let master_file = fs::File::from_raw_fd(master);
         assert_eq!(libc::grantpt(master), 0, "grantpt");
         assert_eq!(libc::unlockpt(master), 0, "unlockpt");
         let mut name = [0 as libc::c_char; 128];
-        assert_eq!(
-            libc::ptsname_r(master, name.as_mut_ptr(), name.len()),
-            0,
-            "ptsname_r"
-        );
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0, "ptsname_r");
         let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        assert!(
-            slave >= 0,
-            "open pty slave: {}",
-            std::io::Error::last_os_error()
-        );
+        assert!(slave >= 0, "open pty slave: {}", std::io::Error::last_os_error());
         let slave = OwnedFd::from_raw_fd(slave);
         let mut tio: libc::termios = std::mem::zeroed();
-        assert_eq!(
-            libc::tcgetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut tio),
-            0
-        );
+        assert_eq!(libc::tcgetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut tio), 0);
         libc::cfmakeraw(&mut tio);
-        assert_eq!(
-            libc::tcsetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), libc::TCSANOW, &tio),
-            0
-        );
-        let ws = libc::winsize {
-            ws_row: 50,
-            ws_col: 200,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        assert_eq!(
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&slave),
-                libc::TIOCSWINSZ,
-                &ws
-            ),
-            0
-        );
+        assert_eq!(libc::tcsetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), libc::TCSANOW, &tio), 0);
+        let ws = libc::winsize { ws_row: 50, ws_col: 200, ws_xpixel: 0, ws_ypixel: 0 };
+        assert_eq!(libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&slave), libc::TIOCSWINSZ, &ws), 0);
         (master_file, slave)
     }
 }
@@ -123,20 +83,15 @@ fn link(t: &Tree, out: Output, envs: &[(&str, &str)]) -> (ExitStatus, String, St
     let cmdline = command_line(&cmd);
     let (status, text) = match out {
         Output::Pipes => {
-            let o = cmd
-                .output()
-                .unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
+            let o = cmd.output().unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
             let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
             text.push_str(&String::from_utf8_lossy(&o.stderr));
             (o.status, text)
         }
         Output::Terminal => {
             let (mut master, slave) = open_pty();
-            cmd.stdout(Stdio::from(slave.try_clone().unwrap()))
-                .stderr(Stdio::from(slave));
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
+            cmd.stdout(Stdio::from(slave.try_clone().unwrap())).stderr(Stdio::from(slave));
+            let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
             // Our copies of the slave side must go, or the reader never
             // sees the end.
             drop(cmd);
@@ -163,16 +118,10 @@ fn link(t: &Tree, out: Output, envs: &[(&str, &str)]) -> (ExitStatus, String, St
                 }
                 std::thread::sleep(Duration::from_millis(20));
             };
-            (
-                status,
-                String::from_utf8_lossy(&reader.join().unwrap()).into_owned(),
-            )
+            (status, String::from_utf8_lossy(&reader.join().unwrap()).into_owned())
         }
     };
-    let report = format!(
-        "$ {cmdline}\n=> {}\n--- output ---\n{text:?}",
-        describe_status(status)
-    );
+    let report = format!("$ {cmdline}\n=> {}\n--- output ---\n{text:?}", describe_status(status));
     eprintln!("{report}");
     (status, text, report)
 }
@@ -196,18 +145,9 @@ fn progress_line_is_drawn_and_erased_on_a_terminal() {
     let (status, text, report) = link(&t, Output::Terminal, &[]);
     assert!(status.success(), "link failed\n{report}");
     let drawn = counters(&text);
-    assert!(
-        !drawn.is_empty() && text.contains("  LTO     vmlinux.o  ["),
-        "no progress line was drawn\n{report}"
-    );
-    assert!(
-        drawn.len() >= 3,
-        "the line is redrawn as time passes\n{report}"
-    );
-    assert!(
-        drawn.windows(2).all(|w| w[0] <= w[1]),
-        "the count only grows: {drawn:?}\n{report}"
-    );
+    assert!(!drawn.is_empty() && text.contains("  LTO     vmlinux.o  ["), "no progress line was drawn\n{report}");
+    assert!(drawn.len() >= 3, "the line is redrawn as time passes\n{report}");
+    assert!(drawn.windows(2).all(|w| w[0] <= w[1]), "the count only grows: {drawn:?}\n{report}");
     assert!(drawn.iter().all(|&n| n <= VMLINUX_BITCODE.len()));
     // Erased before the summary line, which then stands alone.
     let last = text.rfind(ERASE).unwrap();
@@ -225,20 +165,12 @@ fn no_progress_line_in_ci_make_s_verbose_dumb_or_a_pipe() {
     require_toolchain!();
     let t = slow_tree();
     /// What is different from the terminal case, and how.
-    type Case = (
-        &'static str,
-        Output,
-        &'static [(&'static str, &'static str)],
-    );
+    type Case = (&'static str, Output, &'static [(&'static str, &'static str)]);
     let cases: [Case; 6] = [
         ("CI=true", Output::Terminal, &[("CI", "true")]),
         ("CI=1", Output::Terminal, &[("CI", "1")]),
         ("make -s", Output::Terminal, &[("MAKEFLAGS", "s")]),
-        (
-            "KDTHIN_VERBOSE=1",
-            Output::Terminal,
-            &[("KDTHIN_VERBOSE", "1")],
-        ),
+        ("KDTHIN_VERBOSE=1", Output::Terminal, &[("KDTHIN_VERBOSE", "1")]),
         ("TERM=dumb", Output::Terminal, &[("TERM", "dumb")]),
         ("a pipe", Output::Pipes, &[]),
     ];
@@ -252,9 +184,7 @@ fn no_progress_line_in_ci_make_s_verbose_dumb_or_a_pipe() {
         // The link did run distributed (not silently something else).
         if what != "make -s" {
             assert!(
-                text.lines()
-                    .filter_map(LtoLine::parse)
-                    .any(|l| l.output == "vmlinux.o"),
+                text.lines().filter_map(LtoLine::parse).any(|l| l.output == "vmlinux.o"),
                 "{what}: no LTO summary line\n{report}"
             );
         }

@@ -145,10 +145,11 @@ fn table_agrees_with_lld_help() {
 #[test]
 fn argv_splitting_agrees_with_lld() {
     let Some(lld) = lld() else { return };
-    let mut probes: Vec<String> = ["-", "--", "---o", "-=", "-plugin-opt", "--plugin-opt", "--plugin-opt=", "-Bstaticx"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let mut probes: Vec<String> =
+        ["-", "--", "---o", "-=", "-plugin-opt", "--plugin-opt", "--plugin-opt=", "-Bstaticx"]
+            .into_iter()
+            .map(String::from)
+            .collect();
     for o in OPTIONS {
         for dashes in ["-", "--"] {
             probes.push(format!("{dashes}{}", o.name));

@@ -267,7 +267,15 @@ fn nested_response_files_with_quotes() {
     let cl = CommandLine::parse_in(&av, dir.path()).unwrap();
     assert_eq!(cl.render(), av);
     let flat = argv(&[
-        "-m", "elf_x86_64", "-o", "out file.o", "--start-group", "a\"b.a", "--end-group", "x y.o", "@missing.rsp",
+        "-m",
+        "elf_x86_64",
+        "-o",
+        "out file.o",
+        "--start-group",
+        "a\"b.a",
+        "--end-group",
+        "x y.o",
+        "@missing.rsp",
         "last.o",
     ]);
     assert_eq!(cl.render_flat(&mut |_, _| None), flat);

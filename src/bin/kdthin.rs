@@ -59,10 +59,7 @@ struct Usage(String);
 fn parse(args: &[OsString]) -> Result<Command, Usage> {
     let words: Vec<&str> = args
         .iter()
-        .map(|a| {
-            a.to_str()
-                .ok_or_else(|| Usage(format!("argument is not UTF-8: {a:?}")))
-        })
+        .map(|a| a.to_str().ok_or_else(|| Usage(format!("argument is not UTF-8: {a:?}"))))
         .collect::<Result<_, _>>()?;
     let none = |cmd: Command, rest: &[&str]| match rest {
         [] => Ok(cmd),
@@ -79,9 +76,7 @@ fn parse(args: &[OsString]) -> Result<Command, Usage> {
         ["cache", "stats", rest @ ..] => none(Command::CacheStats, rest),
         ["cache", "clear", rest @ ..] => none(Command::CacheClear, rest),
         ["cache", "zero-stats", rest @ ..] => none(Command::CacheZeroStats, rest),
-        ["cache", other, ..] => Err(Usage(format!(
-            "cache: unknown subcommand {other:?} (stats, clear, zero-stats)"
-        ))),
+        ["cache", other, ..] => Err(Usage(format!("cache: unknown subcommand {other:?} (stats, clear, zero-stats)"))),
         ["cache"] => Err(Usage("cache: stats, clear or zero-stats?".into())),
         ["distribute", file] => Ok(Command::Distribute(PathBuf::from(file))),
         ["distribute", ..] => Err(Usage("distribute: one DTLTO job list (kdthin distribute JOBS.json)".into())),
@@ -149,22 +144,9 @@ fn cache_settings() -> Result<CacheSettings> {
 
 fn cache_config_lines(out: &mut dyn Write) -> io::Result<()> {
     let s = CacheSettings::from_env();
-    let size = if s.max_size == 0 {
-        "no size limit".to_string()
-    } else {
-        format!("limit {}", bytes(s.max_size))
-    };
-    let state = if s.enabled {
-        "on"
-    } else {
-        "off (KDTHIN_CACHE)"
-    };
-    writeln!(
-        out,
-        "{:<16}{state}, {}, {size}",
-        "cache",
-        display_opt(s.dir.as_deref())
-    )?;
+    let size = if s.max_size == 0 { "no size limit".to_string() } else { format!("limit {}", bytes(s.max_size)) };
+    let state = if s.enabled { "on" } else { "off (KDTHIN_CACHE)" };
+    writeln!(out, "{:<16}{state}, {}, {size}", "cache", display_opt(s.dir.as_deref()))?;
     if let Some(w) = &s.warning {
         writeln!(out, "{:<16}{w}", "")?;
     }
@@ -194,8 +176,7 @@ fn config(out: &mut dyn Write) -> Result<bool> {
     }
 
     let makeflags = var("MAKEFLAGS");
-    let (slots, source, note) =
-        Slots::from_env(makeflags.as_deref(), var("KDTHIN_JOBS").as_deref());
+    let (slots, source, note) = Slots::from_env(makeflags.as_deref(), var("KDTHIN_JOBS").as_deref());
     let jobs = match (source, slots.limit()) {
         (JobsSource::Jobserver { .. }, Some(n)) => format!("{source}, at most {n}"),
         (JobsSource::Jobserver { .. }, None) => format!("{source}, make's -j"),
@@ -209,27 +190,16 @@ fn config(out: &mut dyn Write) -> Result<bool> {
 
     let s = Settings::from_env();
     let yes = |b: bool| if b { "yes" } else { "no" };
-    writeln!(
-        out,
-        "{:<16}{}  (KDTHIN_VERBOSE, KBUILD_VERBOSE)",
-        "verbose",
-        yes(s.verbose)
-    )?;
-    writeln!(
-        out,
-        "{:<16}{}  (KDTHIN_SAVE_TEMPS)",
-        "save temps",
-        yes(s.save_temps)
-    )?;
+    writeln!(out, "{:<16}{}  (KDTHIN_VERBOSE, KBUILD_VERBOSE)", "verbose", yes(s.verbose))?;
+    writeln!(out, "{:<16}{}  (KDTHIN_SAVE_TEMPS)", "save temps", yes(s.save_temps))?;
     let trace = match var("KDTHIN_TRACE").map(PathBuf::from) {
         None => "off  (KDTHIN_TRACE)".to_string(),
         Some(p) if p.is_dir() => format!("{}/<output>.<pid>.trace.json, one per link", p.display()),
         Some(p) => format!("{}, all links appended", p.display()),
     };
     writeln!(out, "{:<16}{trace}", "trace")?;
-    let report = var("KDTHIN_REPORT").map_or("off  (KDTHIN_REPORT)".to_string(), |p| {
-        format!("{p}, one JSON line per link")
-    });
+    let report =
+        var("KDTHIN_REPORT").map_or("off  (KDTHIN_REPORT)".to_string(), |p| format!("{p}, one JSON line per link"));
     writeln!(out, "{:<16}{report}", "report")?;
     cache_config_lines(out)?;
     Ok(found.is_ok())
@@ -265,11 +235,7 @@ mod tests {
     fn run_words(words: &[&str]) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(&args(words), &mut out, &mut err);
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+        (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
     #[test]
@@ -280,10 +246,7 @@ mod tests {
         assert_eq!(p(&["help"]), Ok(Command::Help));
         assert_eq!(p(&["-h"]), Ok(Command::Help));
         assert_eq!(p(&["config"]), Ok(Command::Config));
-        assert_eq!(
-            p(&["report", "r.jsonl"]),
-            Ok(Command::Report("r.jsonl".into()))
-        );
+        assert_eq!(p(&["report", "r.jsonl"]), Ok(Command::Report("r.jsonl".into())));
         assert_eq!(p(&["cache", "stats"]), Ok(Command::CacheStats));
         assert_eq!(p(&["cache", "clear"]), Ok(Command::CacheClear));
         assert_eq!(p(&["cache", "zero-stats"]), Ok(Command::CacheZeroStats));
@@ -305,9 +268,7 @@ mod tests {
             assert_eq!(code, 2, "{words:?}");
             assert_eq!(out, "", "{words:?}");
             assert!(
-                err.starts_with("kdthin: ")
-                    && err.contains(says)
-                    && err.ends_with("Try 'kdthin help'.\n"),
+                err.starts_with("kdthin: ") && err.contains(says) && err.ends_with("Try 'kdthin help'.\n"),
                 "{words:?}: {err}"
             );
         }
@@ -317,21 +278,14 @@ mod tests {
     fn non_utf8_argument_is_a_usage_error() {
         use std::os::unix::ffi::OsStringExt;
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(
-            &[OsString::from("report"), OsString::from_vec(vec![0xff])],
-            &mut out,
-            &mut err,
-        );
+        let code = run(&[OsString::from("report"), OsString::from_vec(vec![0xff])], &mut out, &mut err);
         assert_eq!(code, 2);
     }
 
     #[test]
     fn version_and_help() {
         let (code, out, _) = run_words(&["version"]);
-        assert_eq!(
-            (code, out),
-            (0, format!("kdthin {}\n", env!("CARGO_PKG_VERSION")))
-        );
+        assert_eq!((code, out), (0, format!("kdthin {}\n", env!("CARGO_PKG_VERSION"))));
         let (code, out, _) = run_words(&["help"]);
         assert_eq!(code, 0);
         assert_eq!(out, USAGE);
@@ -341,9 +295,6 @@ mod tests {
     fn report_of_a_missing_file_is_a_runtime_error() {
         let (code, out, err) = run_words(&["report", "/nonexistent/r.jsonl"]);
         assert_eq!((code, out.as_str()), (1, ""));
-        assert!(
-            err.starts_with("kdthin: error: /nonexistent/r.jsonl: cannot read"),
-            "{err}"
-        );
+        assert!(err.starts_with("kdthin: error: /nonexistent/r.jsonl: cannot read"), "{err}");
     }
 }

@@ -65,7 +65,8 @@ fn err<T>(what: &str) -> Result<T> {
 /// layout.
 pub fn inline_asm(file: &[u8]) -> Result<Vec<Vec<u8>>> {
     let data = unwrap(file)?;
-    let mut r = Reader { bits: Bits { data, pos: 0 }, info: HashMap::new(), ops: Vec::new(), asm: Vec::new(), depth: 0 };
+    let mut r =
+        Reader { bits: Bits { data, pos: 0 }, info: HashMap::new(), ops: Vec::new(), asm: Vec::new(), depth: 0 };
     let total = data.len() * 8;
     while r.bits.pos < total {
         // Writers may pad the stream to a multiple of 4 bytes with zeros.

@@ -42,7 +42,10 @@ pub fn embedded_files(asm: &[Vec<u8>]) -> Embeds {
                 Some(name) => files.push(PathBuf::from(OsString::from_vec(name.to_vec()))),
                 None => {
                     let line = text[at..].split(|&b| b == b'\n').next().unwrap_or_default();
-                    return Embeds::Unknown(format!("cannot tell which file `{}` reads", String::from_utf8_lossy(line).trim()));
+                    return Embeds::Unknown(format!(
+                        "cannot tell which file `{}` reads",
+                        String::from_utf8_lossy(line).trim()
+                    ));
                 }
             }
         }

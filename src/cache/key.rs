@@ -113,7 +113,8 @@ impl Key {
         for (i, arg) in inputs.argv.iter().enumerate().skip(1) {
             let a = arg.as_bytes();
             if inputs.masked.contains(&i) {
-                let role = a.iter().position(|&b| b == b'=').filter(|_| a.starts_with(b"-")).map_or(&a[..0], |e| &a[..=e]);
+                let role =
+                    a.iter().position(|&b| b == b'=').filter(|_| a.starts_with(b"-")).map_or(&a[..0], |e| &a[..=e]);
                 h.field("masked-arg", role);
                 continue;
             }
@@ -156,7 +157,11 @@ impl Key {
         h.count("incbins", embeds.len());
         for name in &embeds {
             let hash = files.plain(&inputs.cwd.join(name)).ok_or_else(|| {
-                NotCacheable(format!(".incbin \"{}\" is not a readable file in {}", name.display(), inputs.cwd.display()))
+                NotCacheable(format!(
+                    ".incbin \"{}\" is not a readable file in {}",
+                    name.display(),
+                    inputs.cwd.display()
+                ))
             })?;
             h.field("incbin-name", name.as_os_str().as_bytes());
             h.field("incbin", &hash);
@@ -255,8 +260,12 @@ impl CompilerId {
 /// SIGTERM mid-link must stop it like any backend.
 fn run_version(program: &OsStr) -> io::Result<(std::process::ExitStatus, Vec<u8>)> {
     use std::io::Read;
-    let mut child =
-        Command::new(program).arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
     crate::exec::signals::register_child(child.id());
     let mut stdout = Vec::new();
     let read = child.stdout.take().map(|mut o| o.read_to_end(&mut stdout));

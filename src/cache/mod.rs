@@ -59,7 +59,10 @@ impl CacheSettings {
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>, cwd: Option<&Path>) -> CacheSettings {
         let set = |k: &str| var(k).filter(|v| !v.is_empty());
         let enabled = !set("KDTHIN_CACHE").is_some_and(|v| {
-            matches!(v.to_string_lossy().to_ascii_lowercase().as_str(), "off" | "0" | "no" | "false" | "disable" | "disabled")
+            matches!(
+                v.to_string_lossy().to_ascii_lowercase().as_str(),
+                "off" | "0" | "no" | "false" | "disable" | "disabled"
+            )
         });
         let absolute = |p: PathBuf| match cwd {
             Some(c) if p.is_relative() => c.join(p),
@@ -74,7 +77,8 @@ impl CacheSettings {
         let max_size = match set("KDTHIN_CACHE_SIZE") {
             None => DEFAULT_SIZE,
             Some(v) => parse_size(&v.to_string_lossy()).unwrap_or_else(|| {
-                warning = Some(format!("KDTHIN_CACHE_SIZE={}: not a size (like 500M or 5G); using 5G", v.to_string_lossy()));
+                warning =
+                    Some(format!("KDTHIN_CACHE_SIZE={}: not a size (like 500M or 5G); using 5G", v.to_string_lossy()));
                 DEFAULT_SIZE
             }),
         };
@@ -189,7 +193,8 @@ impl Cache {
     /// The key of one backend, or why it is not cached. Hashes each file
     /// once per link however many backends read it.
     pub fn key(&self, inputs: &KeyInputs) -> Result<Key, NotCacheable> {
-        let result = self.compiler(inputs.argv.first().map(OsString::as_os_str).unwrap_or_default())
+        let result = self
+            .compiler(inputs.argv.first().map(OsString::as_os_str).unwrap_or_default())
             .and_then(|cc| Key::compute(inputs, &cc, &self.files));
         if result.is_err() {
             self.counts.uncacheable.fetch_add(1, Ordering::Relaxed);
@@ -315,7 +320,18 @@ pub fn stats(settings: &CacheSettings) -> io::Result<CacheStats> {
     let store = Store::at(&dir, settings.max_size);
     let [hits, misses, uncacheable, stored, evicted] = store.read_stats();
     let (size, files) = store.size();
-    Ok(CacheStats { dir, enabled: settings.enabled, max_size: settings.max_size, size, files, hits, misses, uncacheable, stored, evicted })
+    Ok(CacheStats {
+        dir,
+        enabled: settings.enabled,
+        max_size: settings.max_size,
+        size,
+        files,
+        hits,
+        misses,
+        uncacheable,
+        stored,
+        evicted,
+    })
 }
 
 /// Removes every entry; the totals are kept (see [`zero_stats`]).

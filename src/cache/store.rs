@@ -56,7 +56,10 @@ pub struct Store {
 pub enum Lookup {
     /// The object is at the destination (or, `unchanged`, already at the
     /// installed path); `stderr` is what to replay.
-    Hit { stderr: Vec<u8>, unchanged: bool },
+    Hit {
+        stderr: Vec<u8>,
+        unchanged: bool,
+    },
     Miss,
     /// The entry failed its check and was removed.
     Corrupt,
@@ -221,7 +224,9 @@ impl Store {
 
     /// Sum of the shard counters: cheap, and close enough for a report.
     pub fn size(&self) -> (u64, u64) {
-        (0..SHARDS).filter_map(|s| read_counter(&self.root.join(format!("{s:x}")))).fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
+        (0..SHARDS)
+            .filter_map(|s| read_counter(&self.root.join(format!("{s:x}"))))
+            .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
     }
 
     /// Removes every entry. Shard directories stay: a link running now
@@ -374,4 +379,3 @@ fn same_content(path: &Path, data: &[u8]) -> bool {
         _ => false,
     }
 }
-

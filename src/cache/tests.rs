@@ -62,11 +62,13 @@ fn files(v: &[&str]) -> Embeds {
     Embeds::Files(v.iter().map(PathBuf::from).collect())
 }
 
-const MODULE_ASM: &str = "asm(\".pushsection .rodata\\n.incbin \\\"data.bin\\\"\\n.popsection\\n\");\nint f(void) { return 1; }\n";
+const MODULE_ASM: &str =
+    "asm(\".pushsection .rodata\\n.incbin \\\"data.bin\\\"\\n.popsection\\n\");\nint f(void) { return 1; }\n";
 const FUNCTION_ASM: &str =
     "int g(void) { asm volatile(\".pushsection .rodata\\n.incbin \\\"fn.bin\\\"\\n.popsection\"); return 2; }\n";
 /// `.incbin` in data, not asm, and asm without it.
-const NO_INCBIN: &str = "const char *s = \".incbin \\\"data.bin\\\"\";\nint h(void) { asm volatile(\"nop\"); return 3; }\n";
+const NO_INCBIN: &str =
+    "const char *s = \".incbin \\\"data.bin\\\"\";\nint h(void) { asm volatile(\"nop\"); return 3; }\n";
 
 // ---- finding .incbin in real bitcode ----
 
@@ -416,13 +418,24 @@ fn real_backend_facts() {
     let d = t.path();
     bitcode(d, "a", "int g(void);\nint main(void) { return g(); }\n", &[]);
     bitcode(d, "f", FUNCTION_ASM, &[]);
-    run(Command::new(LLD).current_dir(d).args(["-r", "--thinlto-index-only=list", "--thinlto-emit-imports-files", "a.o", "f.o", "-o", "out.o"]));
+    run(Command::new(LLD).current_dir(d).args([
+        "-r",
+        "--thinlto-index-only=list",
+        "--thinlto-emit-imports-files",
+        "a.o",
+        "f.o",
+        "-o",
+        "out.o",
+    ]));
     assert_eq!(fs::read_to_string(d.join("a.o.imports")).unwrap().trim(), "f.o");
     fs::create_dir(d.join("w")).unwrap();
     fs::copy(d.join("a.o.thinlto.bc"), d.join("w/other.bc")).unwrap();
     let backend = |index: &str, out: &str, cwd: &Path| {
         let mut c = Command::new(CLANG);
-        c.current_dir(cwd).args(["-O2", "-x", "ir", "-fno-lto"]).arg(format!("-fthinlto-index={index}")).args(["-c", "-o", out, "a.o"]);
+        c.current_dir(cwd)
+            .args(["-O2", "-x", "ir", "-fno-lto"])
+            .arg(format!("-fthinlto-index={index}"))
+            .args(["-c", "-o", out, "a.o"]);
         run(&mut c);
     };
     fs::write(d.join("fn.bin"), "EMBEDDED-ONE").unwrap();
@@ -437,7 +450,9 @@ fn real_backend_facts() {
     // The module is looked up in the index by its command-line name: the
     // same file under another spelling compiles to an empty object.
     let mut c = Command::new(CLANG);
-    c.current_dir(d).args(["-O2", "-x", "ir", "-fno-lto", "-fthinlto-index=a.o.thinlto.bc", "-c", "-o", "n4.o"]).arg(d.join("a.o"));
+    c.current_dir(d)
+        .args(["-O2", "-x", "ir", "-fno-lto", "-fthinlto-index=a.o.thinlto.bc", "-c", "-o", "n4.o"])
+        .arg(d.join("a.o"));
     run(&mut c);
     assert_ne!(fs::read(d.join("n4.o")).unwrap().len(), n1.len());
 }
@@ -623,7 +638,12 @@ fn concurrent_puts_from_processes() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "child failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Every entry left is whole, and the shards fit their budget (64 KiB / 16).
     let store = Store::at(&dir, 64 << 10);
@@ -633,7 +653,8 @@ fn concurrent_puts_from_processes() {
         assert!(matches!(store.get(&k, &dest, None).unwrap(), Lookup::Hit { .. }), "{}", path.display());
     }
     for s in 0..3 {
-        let real: u64 = entries(&dir).iter().filter(|(p, _)| p.parent().unwrap().ends_with(format!("{s:x}"))).map(|e| e.1).sum();
+        let real: u64 =
+            entries(&dir).iter().filter(|(p, _)| p.parent().unwrap().ends_with(format!("{s:x}"))).map(|e| e.1).sum();
         assert!(real <= 4096, "shard {s} holds {real} bytes");
     }
 }
@@ -779,7 +800,10 @@ fn settings_from_environment() {
     };
     let cwd = Some(Path::new("/build"));
     let s = CacheSettings::from_vars(vars(&[("HOME", "/home/u")]), cwd);
-    assert_eq!(s, CacheSettings { enabled: true, dir: Some("/home/u/.cache/kdthin".into()), max_size: 5 << 30, warning: None });
+    assert_eq!(
+        s,
+        CacheSettings { enabled: true, dir: Some("/home/u/.cache/kdthin".into()), max_size: 5 << 30, warning: None }
+    );
     let s = CacheSettings::from_vars(vars(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/xdg")]), cwd);
     assert_eq!(s.dir, Some("/xdg/kdthin".into()));
     let s = CacheSettings::from_vars(vars(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "rel")]), cwd);
@@ -822,7 +846,13 @@ impl Executor for FakeBackend {
             return Err(JobError::Failed { status: "exit status 1".into(), stderr: b"error\n".to_vec() });
         }
         fs::write(&job.outputs[0], b"native object").unwrap();
-        Ok(JobOutcome { id: job.id, wall: Duration::ZERO, ran_on: "local", stderr: b"warning: w\n".to_vec(), already_installed: false })
+        Ok(JobOutcome {
+            id: job.id,
+            wall: Duration::ZERO,
+            ran_on: "local",
+            stderr: b"warning: w\n".to_vec(),
+            already_installed: false,
+        })
     }
 }
 
@@ -845,9 +875,17 @@ fn caching_executor() {
         weight: 1,
         install: None,
     };
-    let failing = CachingExecutor { inner: FakeBackend { runs: AtomicUsize::new(0), fail: true }, cache: &cache, cwd: b.dir.path().into() };
+    let failing = CachingExecutor {
+        inner: FakeBackend { runs: AtomicUsize::new(0), fail: true },
+        cache: &cache,
+        cwd: b.dir.path().into(),
+    };
     assert!(failing.run(&job).is_err());
-    let exec = CachingExecutor { inner: FakeBackend { runs: AtomicUsize::new(0), fail: false }, cache: &cache, cwd: b.dir.path().into() };
+    let exec = CachingExecutor {
+        inner: FakeBackend { runs: AtomicUsize::new(0), fail: false },
+        cache: &cache,
+        cwd: b.dir.path().into(),
+    };
     assert_eq!(exec.run(&job).unwrap().ran_on, "local", "a failed backend was cached");
     fs::remove_file(&b.out).unwrap();
     let hit = exec.run(&job).unwrap();

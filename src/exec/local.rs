@@ -28,9 +28,10 @@ impl Executor for LocalExecutor {
         if signals::cancelled() {
             return Err(JobError::Cancelled);
         }
-        let (program, args) = job.argv.split_first().ok_or_else(|| {
-            JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command"))
-        })?;
+        let (program, args) = job
+            .argv
+            .split_first()
+            .ok_or_else(|| JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command")))?;
         let start = Instant::now();
         let (mut output_r, output_w) = pipe().map_err(JobError::Spawn)?;
         let mut child = {
@@ -60,10 +61,7 @@ impl Executor for LocalExecutor {
             // We killed it (or are about to); its failure is not news.
             Err(JobError::Cancelled)
         } else {
-            Err(JobError::Failed {
-                status: describe_status(status),
-                stderr: output,
-            })
+            Err(JobError::Failed { status: describe_status(status), stderr: output })
         }
     }
 }
@@ -94,11 +92,7 @@ pub fn describe_status(status: ExitStatus) -> String {
         libc::SIGXFSZ => " (SIGXFSZ)",
         _ => "",
     };
-    let core = if status.core_dumped() {
-        ", core dumped"
-    } else {
-        ""
-    };
+    let core = if status.core_dumped() { ", core dumped" } else { "" };
     format!("killed by signal {sig}{name}{core}")
 }
 
@@ -135,9 +129,7 @@ mod tests {
 
     #[test]
     fn success_keeps_stdout_and_stderr_in_order() {
-        let out = LocalExecutor::new()
-            .run(&sh("echo one; echo two >&2; echo three"))
-            .unwrap();
+        let out = LocalExecutor::new().run(&sh("echo one; echo two >&2; echo three")).unwrap();
         assert_eq!(out.id, 7);
         assert_eq!(out.ran_on, "local");
         assert_eq!(out.stderr, b"one\ntwo\nthree\n");
@@ -180,10 +172,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         job.argv.clear();
-        assert!(matches!(
-            LocalExecutor::new().run(&job),
-            Err(JobError::Spawn(_))
-        ));
+        assert!(matches!(LocalExecutor::new().run(&job), Err(JobError::Spawn(_))));
     }
 
     #[test]
@@ -193,10 +182,7 @@ mod tests {
         let (r, w) = pipe().unwrap();
         for fd in [r.as_raw_fd(), w.as_raw_fd()] {
             // SAFETY: F_GETFD only reads the fd flags.
-            assert_ne!(
-                unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC,
-                0
-            );
+            assert_ne!(unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC, 0);
         }
     }
 }

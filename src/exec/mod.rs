@@ -82,9 +82,7 @@ pub fn shell_quote(argv: &[OsString]) -> String {
             out.push(' ');
         }
         let s = a.to_string_lossy();
-        let safe = !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+        let safe = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
         if safe {
             out.push_str(&s);
         } else {

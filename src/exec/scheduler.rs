@@ -21,16 +21,8 @@ use super::{signals, Executor, Job, JobError, JobOutcome};
 /// Progress, reported from worker threads as it happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    Started {
-        id: usize,
-        worker: usize,
-    },
-    Finished {
-        id: usize,
-        worker: usize,
-        wall: Duration,
-        result: Finish,
-    },
+    Started { id: usize, worker: usize },
+    Finished { id: usize, worker: usize, wall: Duration, result: Finish },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +67,7 @@ pub fn run_all(
     max_parallel: usize,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> RunSummary {
-    let summary = run_until(
-        jobs,
-        exec,
-        slots,
-        max_parallel,
-        on_event,
-        &signals::cancelled,
-    );
+    let summary = run_until(jobs, exec, slots, max_parallel, on_event, &signals::cancelled);
     // The signal thread is cleaning up and will end the process by the
     // signal; returning would let the caller exit first, with another status.
     signals::park_if_cancelled();
@@ -103,9 +88,7 @@ fn run_until(
     // runs are reproducible.
     jobs.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.id.cmp(&b.id)));
     // More workers than slots could ever exist would only sit idle.
-    let workers = max_parallel
-        .min(slots.limit().unwrap_or(usize::MAX))
-        .clamp(1, jobs.len().max(1));
+    let workers = max_parallel.min(slots.limit().unwrap_or(usize::MAX)).clamp(1, jobs.len().max(1));
     let failed = AtomicBool::new(false);
     let results = Mutex::new(RunSummary::default());
     let mut not_started = Vec::new();
@@ -116,8 +99,7 @@ fn run_until(
     let (idle_tx, idle_rx) = channel::unbounded::<()>();
     std::thread::scope(|s| {
         for worker in 0..workers {
-            let (work_rx, idle_tx, failed, results) =
-                (work_rx.clone(), idle_tx.clone(), &failed, &results);
+            let (work_rx, idle_tx, failed, results) = (work_rx.clone(), idle_tx.clone(), &failed, &results);
             s.spawn(move || {
                 while idle_tx.send(()).is_ok() {
                     let Ok((job, token)) = work_rx.recv() else {
@@ -146,12 +128,7 @@ fn run_until(
                             Err(error) => r.failed.push((id, error)),
                         }
                     }
-                    on_event(Event::Finished {
-                        id,
-                        worker,
-                        wall,
-                        result: finish,
-                    });
+                    on_event(Event::Finished { id, worker, wall, result: finish });
                 }
             });
         }
@@ -218,11 +195,7 @@ mod tests {
     fn starts_largest_first_ties_in_plan_order() {
         let exec = FakeExec::sleeping(1);
         let weights = [5, 50, 5, 7, 100];
-        let jobs = weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| job(i, w))
-            .collect();
+        let jobs = weights.iter().enumerate().map(|(i, &w)| job(i, w)).collect();
         let summary = run(jobs, &exec, &Slots::counting(1), 4);
         assert!(summary.all_ok(), "{summary:?}");
         assert_eq!(exec.order(), [4, 1, 3, 0, 2]);
@@ -232,12 +205,7 @@ mod tests {
     #[test]
     fn never_more_running_than_slots() {
         let exec = FakeExec::sleeping(30);
-        let summary = run(
-            (0..12).map(|i| job(i, 1)).collect(),
-            &exec,
-            &Slots::counting(3),
-            8,
-        );
+        let summary = run((0..12).map(|i| job(i, 1)).collect(), &exec, &Slots::counting(3), 8);
         assert!(summary.all_ok(), "{summary:?}");
         assert_eq!(ids_of(&summary.succeeded), (0..12).collect::<Vec<_>>());
         assert_eq!(exec.peak(), 3);
@@ -246,28 +214,15 @@ mod tests {
     #[test]
     fn never_more_running_than_max_parallel() {
         let exec = FakeExec::sleeping(30);
-        let summary = run(
-            (0..8).map(|i| job(i, 1)).collect(),
-            &exec,
-            &Slots::counting(10),
-            2,
-        );
+        let summary = run((0..8).map(|i| job(i, 1)).collect(), &exec, &Slots::counting(10), 2);
         assert!(summary.all_ok());
         assert_eq!(exec.peak(), 2);
     }
 
     #[test]
     fn first_failure_stops_new_jobs() {
-        let exec = FakeExec {
-            fail: vec![2],
-            ..FakeExec::sleeping(1)
-        };
-        let summary = run(
-            (0..6).map(|i| job(i, 1)).collect(),
-            &exec,
-            &Slots::counting(1),
-            3,
-        );
+        let exec = FakeExec { fail: vec![2], ..FakeExec::sleeping(1) };
+        let summary = run((0..6).map(|i| job(i, 1)).collect(), &exec, &Slots::counting(1), 3);
         assert_eq!(exec.order(), [0, 1, 2]);
         assert_eq!(ids_of(&summary.succeeded), [0, 1]);
         assert_eq!(summary.failed.len(), 1);
@@ -320,36 +275,18 @@ mod tests {
     #[test]
     fn events_pair_up_per_job_and_name_a_worker() {
         let events = Mutex::new(Vec::new());
-        let exec = FakeExec {
-            fail: vec![3],
-            ..FakeExec::sleeping(5)
-        };
+        let exec = FakeExec { fail: vec![3], ..FakeExec::sleeping(5) };
         let jobs = (0..4).map(|i| job(i, 10 - i as u64)).collect();
-        run_until(
-            jobs,
-            &exec,
-            &Slots::counting(2),
-            2,
-            &|e| events.lock().unwrap().push(e),
-            &never,
-        );
+        run_until(jobs, &exec, &Slots::counting(2), 2, &|e| events.lock().unwrap().push(e), &never);
         let events = events.into_inner().unwrap();
         assert_eq!(events.len(), 8);
         for id in 0..4 {
-            let started = events
-                .iter()
-                .position(|e| matches!(e, Event::Started { id: i, .. } if *i == id));
-            let finished = events
-                .iter()
-                .position(|e| matches!(e, Event::Finished { id: i, .. } if *i == id));
+            let started = events.iter().position(|e| matches!(e, Event::Started { id: i, .. } if *i == id));
+            let finished = events.iter().position(|e| matches!(e, Event::Finished { id: i, .. } if *i == id));
             let (s, f) = (started.expect("started"), finished.expect("finished"));
             assert!(s < f);
-            let (
-                Event::Started { worker: ws, .. },
-                Event::Finished {
-                    worker: wf, result, ..
-                },
-            ) = (events[s], events[f])
+            let (Event::Started { worker: ws, .. }, Event::Finished { worker: wf, result, .. }) =
+                (events[s], events[f])
             else {
                 unreachable!()
             };

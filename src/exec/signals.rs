@@ -52,15 +52,13 @@ fn try_install() -> io::Result<()> {
     if INSTALLED.swap(true, SeqCst) {
         return Ok(());
     }
-    let spawned = std::thread::Builder::new()
-        .name("kdthin-signals".into())
-        .spawn(move || loop {
-            let mut sig = 0;
-            // SAFETY: set and sig are valid for the call.
-            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-                die_of(sig);
-            }
-        });
+    let spawned = std::thread::Builder::new().name("kdthin-signals".into()).spawn(move || loop {
+        let mut sig = 0;
+        // SAFETY: set and sig are valid for the call.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            die_of(sig);
+        }
+    });
     if let Err(e) = spawned {
         // Nobody would take the signals: blocked, they would be ignored.
         INSTALLED.store(false, SeqCst);
@@ -164,10 +162,7 @@ pub fn cleanup_now() {
         };
         match removed {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                eprintln!(
-                    "kdthin-ld: warning: could not remove {}: {e}",
-                    path.display()
-                );
+                eprintln!("kdthin-ld: warning: could not remove {}: {e}", path.display());
             }
             _ => {}
         }
@@ -206,10 +201,7 @@ fn stop_children() {
         if left.is_zero() {
             break;
         }
-        children = CHILD_GONE
-            .wait_timeout(children, left)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
+        children = CHILD_GONE.wait_timeout(children, left).unwrap_or_else(PoisonError::into_inner).0;
     }
     for &pid in children.iter() {
         kill(pid, libc::SIGKILL);
@@ -287,13 +279,8 @@ mod tests {
         std::thread::spawn(|| {
             set_mask(libc::SIG_BLOCK, &handled_set()).unwrap();
             let ours = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-            assert_eq!(
-                sig_blk(&ours) & (1 << (libc::SIGINT - 1)),
-                1 << (libc::SIGINT - 1)
-            );
-            let out = LocalExecutor::new()
-                .run(&sh("grep SigBlk /proc/self/status"))
-                .unwrap();
+            assert_eq!(sig_blk(&ours) & (1 << (libc::SIGINT - 1)), 1 << (libc::SIGINT - 1));
+            let out = LocalExecutor::new().run(&sh("grep SigBlk /proc/self/status")).unwrap();
             assert_eq!(sig_blk(&String::from_utf8(out.stderr).unwrap()), 0);
         })
         .join()
@@ -327,13 +314,9 @@ mod tests {
     fn exec_keeps_the_mask_unless_unblocked() {
         for (mode, blocked) in [("keep", true), ("unblock", false)] {
             let mut cmd = Command::new(std::env::current_exe().unwrap());
-            cmd.args([
-                "--exact",
-                "exec::signals::tests::helper_for_exec",
-                "--ignored",
-            ])
-            .args(["--nocapture", "--test-threads=1"])
-            .env("KDTHIN_TEST_EXEC", mode);
+            cmd.args(["--exact", "exec::signals::tests::helper_for_exec", "--ignored"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env("KDTHIN_TEST_EXEC", mode);
             // SAFETY: pthread_sigmask is async-signal-safe.
             unsafe {
                 cmd.pre_exec(|| set_mask(libc::SIG_BLOCK, &handled_set()));
@@ -341,11 +324,7 @@ mod tests {
             let out = cmd.output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             let mask = sig_blk(&stdout);
-            assert_eq!(
-                mask & (1 << (libc::SIGINT - 1)) != 0,
-                blocked,
-                "{mode}: {stdout}"
-            );
+            assert_eq!(mask & (1 << (libc::SIGINT - 1)) != 0, blocked, "{mode}: {stdout}");
         }
     }
 
@@ -358,9 +337,7 @@ mod tests {
         if mode == "unblock" {
             unblock_for_exec();
         }
-        let e = Command::new("grep")
-            .args(["SigBlk", "/proc/self/status"])
-            .exec();
+        let e = Command::new("grep").args(["SigBlk", "/proc/self/status"]).exec();
         panic!("exec: {e}");
     }
 
@@ -374,18 +351,13 @@ mod tests {
         std::fs::create_dir_all(work.join("sub")).unwrap();
         std::fs::write(work.join("sub/a.native.o"), "partial").unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "exec::signals::tests::helper_for_signals",
-            "--ignored",
-            "--nocapture",
-        ])
-        .args(["--test-threads=1"])
-        .env("KDTHIN_TEST_SIGNAL_DIR", dir.path())
-        .stdout(std::process::Stdio::null()); // libtest's chatter
-                                              // Block the signals from the very start, as main() will via
-                                              // install(): libtest's own threads must not take the SIGINT.
-                                              // SAFETY: pthread_sigmask is async-signal-safe.
+        cmd.args(["--exact", "exec::signals::tests::helper_for_signals", "--ignored", "--nocapture"])
+            .args(["--test-threads=1"])
+            .env("KDTHIN_TEST_SIGNAL_DIR", dir.path())
+            .stdout(std::process::Stdio::null()); // libtest's chatter
+                                                  // Block the signals from the very start, as main() will via
+                                                  // install(): libtest's own threads must not take the SIGINT.
+                                                  // SAFETY: pthread_sigmask is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| set_mask(libc::SIG_BLOCK, &handled_set()));
         }
@@ -397,11 +369,7 @@ mod tests {
             assert!(Instant::now() < deadline, "helper did not start its child");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let child: libc::pid_t = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let child: libc::pid_t = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
 
         let sent = Instant::now();
         // SAFETY: plain kill of our own child.

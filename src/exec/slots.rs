@@ -87,17 +87,12 @@ impl Slots {
     /// order. The note is one line for the user when something was set but
     /// could not be used (a bad `KDTHIN_JOBS`, an advertised jobserver that
     /// is not there). An empty `KDTHIN_JOBS` counts as unset.
-    pub fn from_env(
-        makeflags: Option<&str>,
-        kdthin_jobs: Option<&str>,
-    ) -> (Slots, JobsSource, Option<String>) {
+    pub fn from_env(makeflags: Option<&str>, kdthin_jobs: Option<&str>) -> (Slots, JobsSource, Option<String>) {
         let mut notes = Vec::new();
         if let Some(v) = kdthin_jobs.map(str::trim).filter(|v| !v.is_empty()) {
             match v.parse::<usize>() {
                 Ok(n) if n > 0 => return (Slots::counting(n), JobsSource::Env(n), None),
-                _ => notes.push(format!(
-                    "ignoring KDTHIN_JOBS={v:?} (not a positive integer)"
-                )),
+                _ => notes.push(format!("ignoring KDTHIN_JOBS={v:?} (not a positive integer)")),
             }
         }
         if let Some(auth) = makeflags.and_then(jobserver_auth) {
@@ -112,9 +107,7 @@ impl Slots {
                     let note = (!notes.is_empty()).then(|| notes.join("; "));
                     return (slots, JobsSource::Jobserver { kind }, note);
                 }
-                Err(why) => notes.push(format!(
-                    "make's jobserver (--jobserver-auth={auth}) is not usable: {why}"
-                )),
+                Err(why) => notes.push(format!("make's jobserver (--jobserver-auth={auth}) is not usable: {why}")),
             }
         }
         let n = available_cpus();
@@ -125,12 +118,7 @@ impl Slots {
     /// A plain counting semaphore of `n` slots (at least 1).
     pub fn counting(n: usize) -> Slots {
         let n = n.max(1);
-        Slots {
-            free: Mutex::new(n),
-            freed: Condvar::new(),
-            limit: Some(n),
-            jobserver: None,
-        }
+        Slots { free: Mutex::new(n), freed: Condvar::new(), limit: Some(n), jobserver: None }
     }
 
     /// The most slots this can ever hand out at once, if known: a useful cap
@@ -146,10 +134,7 @@ impl Slots {
         let Some(js) = &self.jobserver else {
             let mut free = lock(&self.free);
             while *free == 0 {
-                free = self
-                    .freed
-                    .wait(free)
-                    .unwrap_or_else(PoisonError::into_inner);
+                free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
             }
             *free -= 1;
             return Ok(self.token(None));
@@ -201,10 +186,7 @@ pub fn jobserver_auth(makeflags: &str) -> Option<&str> {
     makeflags
         .split_ascii_whitespace()
         .take_while(|w| *w != "--")
-        .filter_map(|w| {
-            w.strip_prefix("--jobserver-auth=")
-                .or_else(|| w.strip_prefix("--jobserver-fds="))
-        })
+        .filter_map(|w| w.strip_prefix("--jobserver-auth=").or_else(|| w.strip_prefix("--jobserver-fds=")))
         .last()
 }
 
@@ -289,12 +271,7 @@ impl Jobserver {
             (read, unsafe { File::from_raw_fd(dup) }, "pipe")
         };
         let (wake_r, wake_w) = nonblocking_pipe().map_err(|e| format!("pipe: {e}"))?;
-        let js = Jobserver {
-            read,
-            write,
-            wake_r,
-            wake_w,
-        };
+        let js = Jobserver { read, write, wake_r, wake_w };
         js.wake(); // the implicit token starts free
         Ok((js, kind))
     }
@@ -306,10 +283,7 @@ impl Jobserver {
                 Ok(1) => Ok(Some(byte[0])),
                 // We hold a write end ourselves, so EOF means something is
                 // badly wrong rather than "no token yet".
-                Ok(_) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "jobserver closed",
-                )),
+                Ok(_) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "jobserver closed")),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
                 Err(e) => Err(e),
@@ -340,10 +314,7 @@ impl Jobserver {
 
     /// Sleeps until a token may be available from make or from ourselves.
     fn wait(&self) -> io::Result<()> {
-        poll(
-            &[self.read.as_raw_fd(), self.wake_r.as_raw_fd()],
-            libc::POLLIN,
-        )
+        poll(&[self.read.as_raw_fd(), self.wake_r.as_raw_fd()], libc::POLLIN)
     }
 
     /// The implicit token became free (called with `Slots::free` locked).
@@ -426,14 +397,7 @@ fn nonblocking_pipe() -> io::Result<(File, File)> {
 /// Waits until one of `fds` has `events` (or an error/hangup, which the
 /// caller's next read or write will report). EINTR just returns.
 fn poll(fds: &[RawFd], events: libc::c_short) -> io::Result<()> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events, revents: 0 }).collect();
     // SAFETY: pfds is a valid array of pfds.len() entries.
     let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
     if rc < 0 {
@@ -491,11 +455,7 @@ mod tests {
     }
 
     fn auth(r: &OwnedFd, w: &OwnedFd) -> String {
-        format!(
-            "rR -j3 --jobserver-auth={},{} -- V=1",
-            r.as_raw_fd(),
-            w.as_raw_fd()
-        )
+        format!("rR -j3 --jobserver-auth={},{} -- V=1", r.as_raw_fd(), w.as_raw_fd())
     }
 
     #[test]
@@ -561,10 +521,7 @@ mod tests {
             let (_, source, note) = Slots::from_env(None, Some(bad));
             assert_eq!(source, JobsSource::Cpus(available_cpus()), "{bad}");
             let note = note.expect("a note");
-            assert!(
-                note.contains("KDTHIN_JOBS") && note.contains(bad) && note.ends_with("CPUs"),
-                "{note}"
-            );
+            assert!(note.contains("KDTHIN_JOBS") && note.contains(bad) && note.ends_with("CPUs"), "{note}");
         }
         // Empty means unset.
         assert_eq!(Slots::from_env(None, Some(" ")).2, None);
@@ -574,10 +531,7 @@ mod tests {
     fn pipe_jobserver_gives_implicit_plus_queued_tokens() {
         let (r, w) = make_pipe(2);
         let (slots, source, note) = Slots::from_env(Some(&auth(&r, &w)), None);
-        assert_eq!(
-            (source, note),
-            (JobsSource::Jobserver { kind: "pipe" }, None)
-        );
+        assert_eq!((source, note), (JobsSource::Jobserver { kind: "pipe" }, None));
         assert_eq!(slots.limit(), Some(3), "make's -j3");
 
         let implicit = slots.try_acquire().unwrap().expect("implicit");
@@ -610,16 +564,10 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if !waiter.is_finished() {
-                (&File::from(w.try_clone().unwrap()))
-                    .write_all(b"x")
-                    .unwrap(); // let it go
+                (&File::from(w.try_clone().unwrap())).write_all(b"x").unwrap(); // let it go
                 panic!("the waiter slept on make while our implicit token was free");
             }
-            assert_eq!(
-                waiter.join().unwrap().unwrap(),
-                None,
-                "got the implicit token"
-            );
+            assert_eq!(waiter.join().unwrap().unwrap(), None, "got the implicit token");
         });
     }
 
@@ -632,9 +580,7 @@ mod tests {
             let waiter = s.spawn(|| slots.acquire().unwrap().byte);
             std::thread::sleep(Duration::from_millis(100));
             assert!(!waiter.is_finished());
-            (&File::from(w.try_clone().unwrap()))
-                .write_all(b"x")
-                .unwrap();
+            (&File::from(w.try_clone().unwrap())).write_all(b"x").unwrap();
             assert_eq!(waiter.join().unwrap(), Some(b'x'));
         });
         assert_eq!(queued(r.as_raw_fd()), 1, "the same byte went back");
@@ -648,19 +594,12 @@ mod tests {
         // SAFETY: c is a valid C string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // make's own end, holding two tokens.
-        let make_end = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let make_end = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         (&make_end).write_all(b"++").unwrap();
 
         let flags = format!("--jobserver-auth=fifo:{}", path.display());
         let (slots, source, note) = Slots::from_env(Some(&flags), None);
-        assert_eq!(
-            (source, note),
-            (JobsSource::Jobserver { kind: "fifo" }, None)
-        );
+        assert_eq!((source, note), (JobsSource::Jobserver { kind: "fifo" }, None));
         assert_eq!(slots.limit(), None, "no -j in MAKEFLAGS");
         assert_eq!(peak_concurrency(&slots, 12), 3);
         assert_eq!(queued(make_end.as_raw_fd()), 2);
@@ -671,10 +610,7 @@ mod tests {
         assert_eq!(source, JobsSource::Cpus(available_cpus()), "{makeflags}");
         assert_eq!(slots.limit(), Some(available_cpus()));
         let note = note.expect("a note");
-        assert!(
-            note.starts_with("make's jobserver") && note.ends_with("CPUs"),
-            "{note}"
-        );
+        assert!(note.starts_with("make's jobserver") && note.ends_with("CPUs"), "{note}");
         note
     }
 
@@ -730,11 +666,7 @@ mod tests {
             eprintln!("skipping: no `make` in PATH");
             return;
         };
-        let version = String::from_utf8_lossy(&version.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned();
+        let version = String::from_utf8_lossy(&version.stdout).lines().next().unwrap_or("").to_owned();
         let dir = tempfile::tempdir().unwrap();
         let helper = format!(
             "{} --exact exec::slots::tests::helper_for_make --ignored --nocapture --test-threads=1",
@@ -768,14 +700,8 @@ mod tests {
             assert!(plain.contains("source=Cpus("), "{version}: {plain}");
             assert!(plain.contains("is not usable"), "{version}: {plain}");
         } else {
-            assert!(
-                rec.contains("Jobserver { kind: \"fifo\" }"),
-                "{version}: {rec}"
-            );
-            assert!(
-                plain.contains("Jobserver { kind: \"fifo\" }"),
-                "{version}: {plain}"
-            );
+            assert!(rec.contains("Jobserver { kind: \"fifo\" }"), "{version}: {rec}");
+            assert!(plain.contains("Jobserver { kind: \"fifo\" }"), "{version}: {plain}");
         }
     }
 
@@ -789,8 +715,7 @@ mod tests {
         let makeflags = std::env::var("MAKEFLAGS").ok();
         let (slots, source, note) = Slots::from_env(makeflags.as_deref(), None);
         let peak = peak_concurrency(&slots, 9);
-        let report =
-            format!("source={source:?}\npeak={peak}\nnote={note:?}\nMAKEFLAGS={makeflags:?}\n");
+        let report = format!("source={source:?}\npeak={peak}\nnote={note:?}\nMAKEFLAGS={makeflags:?}\n");
         std::fs::write(out, report).unwrap();
     }
 }

@@ -36,10 +36,7 @@ pub(crate) struct FakeExec {
 
 impl FakeExec {
     pub fn sleeping(ms: u64) -> FakeExec {
-        FakeExec {
-            delay: Duration::from_millis(ms),
-            ..FakeExec::default()
-        }
+        FakeExec { delay: Duration::from_millis(ms), ..FakeExec::default() }
     }
     pub fn peak(&self) -> usize {
         self.peak.load(SeqCst)
@@ -65,12 +62,6 @@ impl Executor for FakeExec {
                 stderr: format!("{} failed\n", job.label).into_bytes(),
             });
         }
-        Ok(JobOutcome {
-            already_installed: false,
-            id: job.id,
-            wall: self.delay,
-            ran_on: "fake",
-            stderr: vec![],
-        })
+        Ok(JobOutcome { already_installed: false, id: job.id, wall: self.delay, ran_on: "fake", stderr: vec![] })
     }
 }

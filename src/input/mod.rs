@@ -15,7 +15,9 @@ pub enum FileKind {
     /// (`\xDE\xC0\x17\x0B`, used on Darwin but accepted by lld anywhere).
     Bitcode,
     Elf,
-    Archive { thin: bool },
+    Archive {
+        thin: bool,
+    },
     /// Anything else: ld.lld reads unknown inputs as linker scripts.
     Script,
 }

@@ -153,10 +153,8 @@ fn holds_bitcode(facts: &FileFacts) -> bool {
 /// creating a thousand small files on a disk file system is most of a
 /// no-op relink's cost).
 pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, index_dir: &Path) -> Plan {
-    let bitcode_inputs = inputs
-        .iter()
-        .filter(|i| !i.is_script && facts.get(&i.path).is_some_and(holds_bitcode))
-        .count();
+    let bitcode_inputs =
+        inputs.iter().filter(|i| !i.is_script && facts.get(&i.path).is_some_and(holds_bitcode)).count();
     if bitcode_inputs == 0 {
         return Plan::Passthrough(Passthrough::NoBitcode);
     }
@@ -333,7 +331,10 @@ impl Builder<'_> {
         }
         self.thin_edits.insert(input.arg_index, toks);
         let name = ar.path.file_name().unwrap_or(OsStr::new("lib.a"));
-        self.new_archives.push(NewArchive { path: self.work.join("ar").join(format!("{n_ar}-{}", name.to_string_lossy())), members });
+        self.new_archives.push(NewArchive {
+            path: self.work.join("ar").join(format!("{n_ar}-{}", name.to_string_lossy())),
+            members,
+        });
         self.final_subst.push((input.arg_index, FinalSubst::Archive(n_ar)));
         Ok(())
     }

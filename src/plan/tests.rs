@@ -11,7 +11,12 @@ fn thin(path: &str, members: &[(&str, FileKind)]) -> (PathBuf, FileFacts) {
         thin: true,
         members: members
             .iter()
-            .map(|(p, k)| Member { name: p.rsplit('/').next().unwrap().into(), path: Some(p.into()), data: None, kind: *k })
+            .map(|(p, k)| Member {
+                name: p.rsplit('/').next().unwrap().into(),
+                path: Some(p.into()),
+                data: None,
+                kind: *k,
+            })
             .collect(),
     };
     (path.into(), FileFacts::Archive(a))
@@ -27,9 +32,23 @@ const BC: FileKind = FileKind::Bitcode;
 const ELF: FileKind = FileKind::Elf;
 
 const VMLINUX_O: &[&str] = &[
-    "-m", "elf_x86_64", "-mllvm", "-import-instr-limit=5", "-z", "noexecstack", "-r", "-o", "vmlinux.o",
-    "-T", ".tmp_initcalls.lds", "--whole-archive", "vmlinux.a", "--no-whole-archive", "--start-group",
-    "lib/lib.a", "--end-group",
+    "-m",
+    "elf_x86_64",
+    "-mllvm",
+    "-import-instr-limit=5",
+    "-z",
+    "noexecstack",
+    "-r",
+    "-o",
+    "vmlinux.o",
+    "-T",
+    ".tmp_initcalls.lds",
+    "--whole-archive",
+    "vmlinux.a",
+    "--no-whole-archive",
+    "--start-group",
+    "lib/lib.a",
+    "--end-group",
 ];
 
 fn vmlinux_facts() -> Vec<(PathBuf, FileFacts)> {
@@ -52,14 +71,30 @@ fn vmlinux_o_thin_link_expands_thin_archives() {
     assert_eq!(
         d.thin_link,
         os(&[
-            "-m", "elf_x86_64", "-mllvm", "-import-instr-limit=5", "-z", "noexecstack", "-r", "-o", "vmlinux.o",
-            "-T", ".tmp_initcalls.lds", "--whole-archive",
+            "-m",
+            "elf_x86_64",
+            "-mllvm",
+            "-import-instr-limit=5",
+            "-z",
+            "noexecstack",
+            "-r",
+            "-o",
+            "vmlinux.o",
+            "-T",
+            ".tmp_initcalls.lds",
+            "--whole-archive",
             // whole-archive members: plain objects, in member order
-            "init/main.o", "arch/x86/entry/entry_64.o", "kernel/fork.o",
+            "init/main.o",
+            "arch/x86/entry/entry_64.o",
+            "kernel/fork.o",
             "--no-whole-archive",
             // group markers gone, lazy members between --start-lib/--end-lib
-            "--start-lib", "lib/string.o", "lib/clear_page.o", "--end-lib",
-            "--thinlto-index-only=/w/thinlto.list", "--thinlto-emit-imports-files",
+            "--start-lib",
+            "lib/string.o",
+            "lib/clear_page.o",
+            "--end-lib",
+            "--thinlto-index-only=/w/thinlto.list",
+            "--thinlto-emit-imports-files",
             "--thinlto-prefix-replace=;/w/idx/",
         ])
     );
@@ -108,7 +143,10 @@ fn regular_archives_with_bitcode_are_extracted() {
             Member { name: "b.o".into(), path: None, data: Some((236, 50)), kind: ELF },
         ],
     };
-    let Plan::Distribute(d) = plan_for(&["-o", "out", "main.o", "x/libfoo.a"], vec![("main.o".into(), FileFacts::Plain(BC)), ("x/libfoo.a".into(), FileFacts::Archive(ar))]) else {
+    let Plan::Distribute(d) = plan_for(
+        &["-o", "out", "main.o", "x/libfoo.a"],
+        vec![("main.o".into(), FileFacts::Plain(BC)), ("x/libfoo.a".into(), FileFacts::Archive(ar))],
+    ) else {
         panic!("not distributed")
     };
     assert_eq!(
@@ -140,7 +178,17 @@ fn refuses_what_it_cannot_reproduce() {
 #[test]
 fn link_codegen_options_reach_backends() {
     let Plan::Distribute(d) = plan_for(
-        &["-o", "x", "a.o", "-mllvm", "-foo=1", "--lto-O3", "-plugin-opt=-bar", "--plugin-opt=mcpu=znver3", "--thinlto-jobs=4"],
+        &[
+            "-o",
+            "x",
+            "a.o",
+            "-mllvm",
+            "-foo=1",
+            "--lto-O3",
+            "-plugin-opt=-bar",
+            "--plugin-opt=mcpu=znver3",
+            "--thinlto-jobs=4",
+        ],
         vec![("a.o".into(), FileFacts::Plain(BC))],
     ) else {
         panic!("not distributed")

@@ -29,12 +29,7 @@ const REDRAW: Duration = Duration::from_millis(100);
 /// stderr is a terminal, not CI (`CI` unset, empty, `0` or `false`), not
 /// `make -s`, not verbose (full commands are printed then, and a status line
 /// between them would be noise).
-pub fn progress_enabled(
-    stderr_is_tty: bool,
-    ci_env: Option<&str>,
-    make_silent: bool,
-    verbose: bool,
-) -> bool {
+pub fn progress_enabled(stderr_is_tty: bool, ci_env: Option<&str>, make_silent: bool, verbose: bool) -> bool {
     let ci = ci_env.is_some_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
     stderr_is_tty && !ci && !make_silent && !verbose
 }
@@ -57,10 +52,7 @@ fn stderr_columns() -> Option<usize> {
 /// The line's text for the given state.
 pub fn render(label: &str, done: usize, total: usize, running: usize, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
-    let mut line = format!(
-        "  {:<7} {label}  [{done}/{total}] {running} running, {secs:.1}s",
-        "LTO"
-    );
+    let mut line = format!("  {:<7} {label}  [{done}/{total}] {running} running, {secs:.1}s", "LTO");
     // Throughput so far: completions per second of wall time already
     // reflects how many run at once. Largest-first scheduling makes it
     // pessimistic early on, which is the better direction to err in.
@@ -113,12 +105,7 @@ impl Progress {
     }
 
     /// Draws on `out` from the first event on, at any width (for tests).
-    pub fn with_writer(
-        label: &str,
-        total: usize,
-        enabled: bool,
-        out: Box<dyn Write + Send>,
-    ) -> Progress {
+    pub fn with_writer(label: &str, total: usize, enabled: bool, out: Box<dyn Write + Send>) -> Progress {
         Progress {
             enabled,
             label: label.to_string(),
@@ -126,13 +113,7 @@ impl Progress {
             start: Instant::now(),
             show_after: Duration::ZERO,
             width: None,
-            state: Mutex::new(State {
-                done: 0,
-                running: 0,
-                last_draw: None,
-                shown: false,
-                out,
-            }),
+            state: Mutex::new(State { done: 0, running: 0, last_draw: None, shown: false, out }),
         }
     }
 
@@ -187,10 +168,7 @@ impl Progress {
                 let (flag, cv) = &stop;
                 let mut stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
                 while !*stopped {
-                    stopped = cv
-                        .wait_timeout(stopped, REDRAW)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    stopped = cv.wait_timeout(stopped, REDRAW).unwrap_or_else(|e| e.into_inner()).0;
                     if !*stopped {
                         self.tick();
                     }
@@ -214,13 +192,7 @@ impl Progress {
         if !due || now.duration_since(self.start) < self.show_after {
             return;
         }
-        let mut line = render(
-            &self.label,
-            st.done,
-            self.total,
-            st.running,
-            now.duration_since(self.start),
-        );
+        let mut line = render(&self.label, st.done, self.total, st.running, now.duration_since(self.start));
         if let Some(w) = self.width {
             // The last column is left free: writing there wraps on some
             // terminals.
@@ -301,22 +273,13 @@ mod tests {
     #[test]
     fn renders_counts_time_and_eta() {
         let s = Duration::from_secs_f64;
-        assert_eq!(
-            render("vmlinux.o", 0, 539, 2, s(0.4)),
-            "  LTO     vmlinux.o  [0/539] 2 running, 0.4s"
-        );
+        assert_eq!(render("vmlinux.o", 0, 539, 2, s(0.4)), "  LTO     vmlinux.o  [0/539] 2 running, 0.4s");
         assert_eq!(
             render("vmlinux.o", 123, 539, 2, s(12.3)),
             "  LTO     vmlinux.o  [123/539] 2 running, 12.3s, ETA 42s"
         );
-        assert_eq!(
-            render("m.o", 1, 10, 1, s(20.0)),
-            "  LTO     m.o  [1/10] 1 running, 20.0s, ETA 3m00s"
-        );
-        assert_eq!(
-            render("m.o", 10, 10, 0, s(20.0)),
-            "  LTO     m.o  [10/10] 0 running, 20.0s"
-        );
+        assert_eq!(render("m.o", 1, 10, 1, s(20.0)), "  LTO     m.o  [1/10] 1 running, 20.0s, ETA 3m00s");
+        assert_eq!(render("m.o", 10, 10, 0, s(20.0)), "  LTO     m.o  [10/10] 0 running, 20.0s");
     }
 
     #[test]
@@ -325,21 +288,14 @@ mod tests {
         let p = Progress::with_writer("vmlinux.o", 3, true, Box::new(out.clone()));
         let r = p.while_running(|| {
             p.started();
-            assert!(
-                screen(&out.text()).starts_with("  LTO     vmlinux.o  [0/3] 1 running, 0."),
-                "{:?}",
-                out.text()
-            );
+            assert!(screen(&out.text()).starts_with("  LTO     vmlinux.o  [0/3] 1 running, 0."), "{:?}", out.text());
             std::thread::sleep(Duration::from_millis(250)); // the ticker redraws
             p.finished();
             42
         });
         assert_eq!(r, 42);
         let text = out.text();
-        assert!(
-            text.matches(ERASE).count() >= 3,
-            "drawn more than once: {text:?}"
-        );
+        assert!(text.matches(ERASE).count() >= 3, "drawn more than once: {text:?}");
         assert!(text.ends_with(ERASE), "erased at the end: {text:?}");
         assert_eq!(screen(&text), "", "nothing left on the line");
         assert!(!text.contains('\n'), "never a new line: {text:?}");
@@ -358,10 +314,7 @@ mod tests {
         std::thread::sleep(REDRAW);
         p.finished();
         let shown = screen(&out.text());
-        assert!(
-            shown.starts_with("  LTO     x.o  [1/2] 0 running, ") && shown.contains("s, ETA "),
-            "{shown:?}"
-        );
+        assert!(shown.starts_with("  LTO     x.o  [1/2] 0 running, ") && shown.contains("s, ETA "), "{shown:?}");
         drop(p);
         assert_eq!(screen(&out.text()), "", "dropping erases");
     }
@@ -374,11 +327,7 @@ mod tests {
             p.started();
             p.finished();
         }
-        assert_eq!(
-            out.text().matches(ERASE).count(),
-            1,
-            "one draw within 100 ms"
-        );
+        assert_eq!(out.text().matches(ERASE).count(), 1, "one draw within 100 ms");
     }
 
     #[test]
@@ -400,12 +349,7 @@ mod tests {
     #[test]
     fn cut_to_the_terminal_width() {
         let out = Shared::default();
-        let mut p = Progress::with_writer(
-            "drivers/gpu/drm/amd/amdgpu/amdgpu.o",
-            9,
-            true,
-            Box::new(out.clone()),
-        );
+        let mut p = Progress::with_writer("drivers/gpu/drm/amd/amdgpu/amdgpu.o", 9, true, Box::new(out.clone()));
         p.width = Some(20);
         p.started();
         assert_eq!(screen(&out.text()).chars().count(), 19);

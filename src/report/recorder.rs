@@ -33,20 +33,11 @@ pub struct ReportSettings {
 impl ReportSettings {
     /// `make_silent` and `verbose` as the link's `Settings` decided them.
     pub fn from_env(make_silent: bool, verbose: bool) -> ReportSettings {
-        let path = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         ReportSettings {
             trace: path("KDTHIN_TRACE"),
             report: path("KDTHIN_REPORT"),
-            progress: progress_enabled(
-                stderr_is_tty(),
-                std::env::var("CI").ok().as_deref(),
-                make_silent,
-                verbose,
-            ),
+            progress: progress_enabled(stderr_is_tty(), std::env::var("CI").ok().as_deref(), make_silent, verbose),
         }
     }
 }
@@ -104,14 +95,7 @@ impl LinkRecorder {
     /// A link that runs in-process in ld.lld from the start (we are about
     /// to exec it): one report line saying why. Nothing to trace.
     pub fn passthrough(output: &Path, real_ld: &Path, reason: &str, settings: ReportSettings) {
-        let r = LinkRecorder::new(
-            output,
-            real_ld,
-            ReportSettings {
-                trace: None,
-                ..settings
-            },
-        );
+        let r = LinkRecorder::new(output, real_ld, ReportSettings { trace: None, ..settings });
         r.finish_in_process(reason);
     }
 
@@ -140,50 +124,27 @@ impl LinkRecorder {
     /// `Job::label` is taken as the module name, `Job::weight` as its
     /// bitcode size. Sets the report's `compiled` and `cache_hits`.
     pub fn backends(&self, jobs: &[Job], run: impl FnOnce() -> RunSummary) -> RunSummary {
-        lock(&self.backends).jobs = jobs
-            .iter()
-            .map(|j| (j.id, (j.label.clone(), j.weight)))
-            .collect();
-        let progress = self.progress.get_or_init(|| {
-            Progress::new(
-                &self.output.display().to_string(),
-                jobs.len(),
-                self.settings.progress,
-            )
-        });
+        lock(&self.backends).jobs = jobs.iter().map(|j| (j.id, (j.label.clone(), j.weight))).collect();
+        let progress = self
+            .progress
+            .get_or_init(|| Progress::new(&self.output.display().to_string(), jobs.len(), self.settings.progress));
         let start = Instant::now();
         let summary = progress.while_running(run);
         self.phase(BACKENDS, start, Instant::now());
         // The caching executor reports a hit as a success that ran on "cache".
-        let cached: HashSet<usize> = summary
-            .succeeded
-            .iter()
-            .filter(|o| o.ran_on == "cache")
-            .map(|o| o.id)
-            .collect();
+        let cached: HashSet<usize> = summary.succeeded.iter().filter(|o| o.ran_on == "cache").map(|o| o.id).collect();
         let mut b = lock(&self.backends);
         let finished = std::mem::take(&mut b.finished);
         for d in &finished {
-            let (module, bytes) = b
-                .jobs
-                .get(&d.id)
-                .cloned()
-                .unwrap_or_else(|| (format!("job {}", d.id), 0));
+            let (module, bytes) = b.jobs.get(&d.id).cloned().unwrap_or_else(|| (format!("job {}", d.id), 0));
             let hit = cached.contains(&d.id);
             if d.result == Finish::Ok && !hit {
-                b.times.push(BackendTime {
-                    module: module.clone(),
-                    seconds: d.wall,
-                    bitcode_bytes: bytes,
-                });
+                b.times.push(BackendTime { module: module.clone(), seconds: d.wall, bitcode_bytes: bytes });
             }
             if let Some(t) = &self.trace {
                 let mut args = backend_args(&module, bytes, hit);
                 if d.result != Finish::Ok {
-                    args.insert(
-                        "result".into(),
-                        json!(format!("{:?}", d.result).to_lowercase()),
-                    );
+                    args.insert("result".into(), json!(format!("{:?}", d.result).to_lowercase()));
                 }
                 let cat = if hit { CAT_CACHE } else { CAT_BACKEND };
                 t.span(&module, cat, worker_lane(d.worker), d.start, d.end, args);
@@ -208,26 +169,11 @@ impl LinkRecorder {
                     p.started();
                 }
             }
-            Event::Finished {
-                id,
-                worker,
-                wall,
-                result,
-            } => {
+            Event::Finished { id, worker, wall, result } => {
                 {
                     let mut b = lock(&self.backends);
-                    let start = b
-                        .started
-                        .remove(&id)
-                        .unwrap_or_else(|| now.checked_sub(wall).unwrap_or(now));
-                    b.finished.push(Done {
-                        id,
-                        worker,
-                        start,
-                        end: now,
-                        wall: wall.as_secs_f64(),
-                        result,
-                    });
+                    let start = b.started.remove(&id).unwrap_or_else(|| now.checked_sub(wall).unwrap_or(now));
+                    b.finished.push(Done { id, worker, start, end: now, wall: wall.as_secs_f64(), result });
                 }
                 if let Some(p) = self.progress.get() {
                     p.finished();
@@ -275,26 +221,17 @@ impl LinkRecorder {
             args.insert("output".into(), json!(report.output));
             args.insert("exit_code".into(), json!(report.exit_code));
             args.insert("modules".into(), json!(report.modules));
-            args.insert(
-                "passthrough_reason".into(),
-                json!(report.passthrough_reason),
-            );
+            args.insert("passthrough_reason".into(), json!(report.passthrough_reason));
             t.span(LINK, CAT_LINK, MAIN_LANE, self.start, Instant::now(), args);
         }
         if let Some(path) = &self.settings.report {
             if let Err(e) = report.append_to(path) {
-                eprintln!(
-                    "kdthin-ld: warning: KDTHIN_REPORT={}: cannot write: {e}",
-                    path.display()
-                );
+                eprintln!("kdthin-ld: warning: KDTHIN_REPORT={}: cannot write: {e}", path.display());
             }
         }
         if let (Some(t), Some(target)) = (&self.trace, &self.settings.trace) {
             if let Err(e) = t.save(target, &self.output) {
-                eprintln!(
-                    "kdthin-ld: warning: KDTHIN_TRACE={}: cannot write: {e}",
-                    target.display()
-                );
+                eprintln!("kdthin-ld: warning: KDTHIN_TRACE={}: cannot write: {e}", target.display());
             }
         }
     }
@@ -337,33 +274,16 @@ mod tests {
     use std::time::Duration;
 
     fn job(id: usize, label: &str, weight: u64) -> Job {
-        Job {
-            id,
-            label: label.into(),
-            argv: vec![],
-            inputs: vec![],
-            outputs: vec![],
-            weight,
-            install: None,
-        }
+        Job { id, label: label.into(), argv: vec![], inputs: vec![], outputs: vec![], weight, install: None }
     }
 
     fn outcome(id: usize, ran_on: &'static str) -> JobOutcome {
-        JobOutcome {
-            id,
-            wall: Duration::ZERO,
-            ran_on,
-            stderr: vec![],
-            already_installed: false,
-        }
+        JobOutcome { id, wall: Duration::ZERO, ran_on, stderr: vec![], already_installed: false }
     }
 
     /// Plays the scheduler: each worker runs its (id, ms, result, ran_on)
     /// list, reporting events as run_all would.
-    fn play(
-        rec: &LinkRecorder,
-        workers: Vec<Vec<(usize, u64, Finish, &'static str)>>,
-    ) -> RunSummary {
+    fn play(rec: &LinkRecorder, workers: Vec<Vec<(usize, u64, Finish, &'static str)>>) -> RunSummary {
         let summary = Mutex::new(RunSummary::default());
         std::thread::scope(|s| {
             for (worker, list) in workers.into_iter().enumerate() {
@@ -373,21 +293,10 @@ mod tests {
                         rec.on_event(Event::Started { id, worker });
                         std::thread::sleep(Duration::from_millis(ms));
                         match result {
-                            Finish::Ok => {
-                                summary.lock().unwrap().succeeded.push(outcome(id, ran_on))
-                            }
-                            _ => summary
-                                .lock()
-                                .unwrap()
-                                .failed
-                                .push((id, JobError::Cancelled)),
+                            Finish::Ok => summary.lock().unwrap().succeeded.push(outcome(id, ran_on)),
+                            _ => summary.lock().unwrap().failed.push((id, JobError::Cancelled)),
                         }
-                        rec.on_event(Event::Finished {
-                            id,
-                            worker,
-                            wall: Duration::from_millis(ms),
-                            result,
-                        });
+                        rec.on_event(Event::Finished { id, worker, wall: Duration::from_millis(ms), result });
                     }
                 });
             }
@@ -396,22 +305,14 @@ mod tests {
     }
 
     fn settings(dir: &Path) -> ReportSettings {
-        ReportSettings {
-            trace: Some(dir.join("t.json")),
-            report: Some(dir.join("r.jsonl")),
-            progress: false,
-        }
+        ReportSettings { trace: Some(dir.join("t.json")), report: Some(dir.join("r.jsonl")), progress: false }
     }
 
     /// A whole link as link.rs drives it.
     #[test]
     fn a_link_leaves_a_report_line_and_a_trace() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = LinkRecorder::new(
-            Path::new("vmlinux.o"),
-            Path::new("/usr/bin/ld.lld-22"),
-            settings(dir.path()),
-        );
+        let rec = LinkRecorder::new(Path::new("vmlinux.o"), Path::new("/usr/bin/ld.lld-22"), settings(dir.path()));
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_millis(30));
         rec.phase(THIN_LINK, t0, t0 + Duration::from_millis(30));
@@ -426,19 +327,11 @@ mod tests {
                 &rec,
                 vec![
                     vec![(0, 25, Finish::Ok, "local")],
-                    vec![
-                        (3, 0, Finish::Ok, "cache"),
-                        (1, 5, Finish::Ok, "local"),
-                        (2, 5, Finish::Failed, "local"),
-                    ],
+                    vec![(3, 0, Finish::Ok, "cache"), (1, 5, Finish::Ok, "local"), (2, 5, Finish::Failed, "local")],
                 ],
             )
         });
-        assert_eq!(
-            summary.succeeded.len(),
-            3,
-            "the scheduler's summary is passed through"
-        );
+        assert_eq!(summary.succeeded.len(), 3, "the scheduler's summary is passed through");
         let f0 = Instant::now();
         std::thread::sleep(Duration::from_millis(7));
         rec.phase(FINAL_LINK, f0, Instant::now());
@@ -449,62 +342,29 @@ mod tests {
         });
         rec.finish(1);
 
-        let reports =
-            read_reports(&std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap()).unwrap();
+        let reports = read_reports(&std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap()).unwrap();
         assert_eq!(reports.len(), 1);
         let r = &reports[0];
-        assert_eq!(
-            (r.output.as_str(), r.exit_code, r.modules),
-            ("vmlinux.o", Some(1), 4)
-        );
+        assert_eq!((r.output.as_str(), r.exit_code, r.modules), ("vmlinux.o", Some(1), 4));
         assert_eq!((r.compiled, r.cache_hits), (2, 1));
         assert_eq!(r.real_ld, "/usr/bin/ld.lld-22");
-        assert!(
-            (r.times.thin_link - 0.03).abs() < 1e-6 && r.times.final_link >= 0.007,
-            "{:?}",
-            r.times
-        );
-        assert!(
-            r.times.backends >= 0.025 && r.times.total >= r.times.backends,
-            "{:?}",
-            r.times
-        );
-        let slow: Vec<(&str, f64)> = r
-            .slowest_backends
-            .iter()
-            .map(|b| (b.module.as_str(), b.seconds))
-            .collect();
-        assert_eq!(
-            slow,
-            [("kernel/sched.o", 0.025), ("mm/slab.o", 0.005)],
-            "compiled ones only, slowest first"
-        );
+        assert!((r.times.thin_link - 0.03).abs() < 1e-6 && r.times.final_link >= 0.007, "{:?}", r.times);
+        assert!(r.times.backends >= 0.025 && r.times.total >= r.times.backends, "{:?}", r.times);
+        let slow: Vec<(&str, f64)> = r.slowest_backends.iter().map(|b| (b.module.as_str(), b.seconds)).collect();
+        assert_eq!(slow, [("kernel/sched.o", 0.025), ("mm/slab.o", 0.005)], "compiled ones only, slowest first");
         assert_eq!(r.slowest_backends[0].bitcode_bytes, 5000);
 
-        let events =
-            read_events(&std::fs::read_to_string(dir.path().join("t.json")).unwrap()).unwrap();
+        let events = read_events(&std::fs::read_to_string(dir.path().join("t.json")).unwrap()).unwrap();
         let spans: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X").collect();
         let find = |name: &str| {
-            spans
-                .iter()
-                .find(|e| e["name"] == name)
-                .copied()
-                .unwrap_or_else(|| panic!("{name}: {spans:?}"))
+            spans.iter().find(|e| e["name"] == name).copied().unwrap_or_else(|| panic!("{name}: {spans:?}"))
         };
         assert_eq!(find(THIN_LINK)["tid"], 0);
         let link = find(LINK);
-        assert_eq!(
-            (
-                link["args"]["exit_code"].as_i64(),
-                link["args"]["output"].as_str()
-            ),
-            (Some(1), Some("vmlinux.o"))
-        );
+        assert_eq!((link["args"]["exit_code"].as_i64(), link["args"]["output"].as_str()), (Some(1), Some("vmlinux.o")));
         let ends = |e: &Value| e["ts"].as_i64().unwrap() + e["dur"].as_i64().unwrap();
         assert!(
-            spans
-                .iter()
-                .all(|e| e["ts"].as_i64() >= link["ts"].as_i64() && ends(e) <= ends(link)),
+            spans.iter().all(|e| e["ts"].as_i64() >= link["ts"].as_i64() && ends(e) <= ends(link)),
             "everything nests in the link span"
         );
         assert_eq!(find(BACKENDS)["cat"], CAT_LINK);
@@ -522,33 +382,17 @@ mod tests {
         let text = crate::report::summarize(&dir.path().join("r.jsonl")).unwrap();
         assert!(text.contains("kernel/sched.o"), "{text}");
         let text = crate::report::summarize(&dir.path().join("t.json")).unwrap();
-        assert!(
-            text.starts_with("1 link, 4 modules, 2 compiled, 1 cache hits"),
-            "{text}"
-        );
+        assert!(text.starts_with("1 link, 4 modules, 2 compiled, 1 cache hits"), "{text}");
         let row = text.lines().find(|l| l.starts_with("vmlinux.o")).unwrap();
-        assert_eq!(
-            row.split_whitespace().last(),
-            Some("1"),
-            "exit status from the link span: {text}"
-        );
+        assert_eq!(row.split_whitespace().last(), Some("1"), "exit status from the link span: {text}");
     }
 
     #[test]
     fn passthrough_writes_only_a_report_line() {
         let dir = tempfile::tempdir().unwrap();
-        LinkRecorder::passthrough(
-            Path::new("mod/bar.o"),
-            Path::new("ld.lld"),
-            "no .cmd file",
-            settings(dir.path()),
-        );
-        let reports =
-            read_reports(&std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap()).unwrap();
-        assert_eq!(
-            reports[0].passthrough_reason.as_deref(),
-            Some("no .cmd file")
-        );
+        LinkRecorder::passthrough(Path::new("mod/bar.o"), Path::new("ld.lld"), "no .cmd file", settings(dir.path()));
+        let reports = read_reports(&std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap()).unwrap();
+        assert_eq!(reports[0].passthrough_reason.as_deref(), Some("no .cmd file"));
         assert_eq!(reports[0].exit_code, None, "ld.lld's to tell");
         assert!(!dir.path().join("t.json").exists());
     }
@@ -556,14 +400,8 @@ mod tests {
     #[test]
     fn nothing_asked_nothing_written() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = LinkRecorder::new(
-            &dir.path().join("x.o"),
-            Path::new("ld.lld"),
-            ReportSettings::default(),
-        );
-        rec.backends(&[job(0, "a.o", 1)], || {
-            play(&rec, vec![vec![(0, 0, Finish::Ok, "local")]])
-        });
+        let rec = LinkRecorder::new(&dir.path().join("x.o"), Path::new("ld.lld"), ReportSettings::default());
+        rec.backends(&[job(0, "a.o", 1)], || play(&rec, vec![vec![(0, 0, Finish::Ok, "local")]]));
         rec.finish(0);
         assert_eq!(rec.report().compiled, 1);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -571,10 +409,7 @@ mod tests {
 
     #[test]
     fn unwritable_report_is_only_a_warning() {
-        let settings = ReportSettings {
-            report: Some("/nonexistent/dir/r.jsonl".into()),
-            ..Default::default()
-        };
+        let settings = ReportSettings { report: Some("/nonexistent/dir/r.jsonl".into()), ..Default::default() };
         let rec = LinkRecorder::new(Path::new("x.o"), Path::new("ld.lld"), settings);
         rec.finish(0); // must not panic
     }

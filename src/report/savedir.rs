@@ -60,16 +60,8 @@ const INCOMPLETE: &str = ".incomplete";
 const ABS_DIR: &str = ".kdthin-abs";
 
 /// Recorded in `env.txt` (the ones that can change what a link does).
-const RECORDED_ENV: &[&str] = &[
-    "CC",
-    "KBUILD_VERBOSE",
-    "MAKEFLAGS",
-    "CI",
-    "TERM",
-    "PATH",
-    "XDG_RUNTIME_DIR",
-    "XDG_CACHE_HOME",
-];
+const RECORDED_ENV: &[&str] =
+    &["CC", "KBUILD_VERBOSE", "MAKEFLAGS", "CI", "TERM", "PATH", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME"];
 
 /// Set again by `run-with`: the rest names things on the original machine
 /// (make's jobserver, paths) or only decides how things are shown.
@@ -77,10 +69,7 @@ fn replayed_env(name: &str) -> bool {
     name == "CC"
         || name == "KBUILD_VERBOSE"
         || (name.starts_with("KDTHIN_")
-            && !matches!(
-                name,
-                ENV | "KDTHIN_TRACE" | "KDTHIN_REPORT" | "KDTHIN_TMPDIR" | "KDTHIN_CACHE_DIR"
-            ))
+            && !matches!(name, ENV | "KDTHIN_TRACE" | "KDTHIN_REPORT" | "KDTHIN_TMPDIR" | "KDTHIN_CACHE_DIR"))
 }
 
 /// Option spellings whose value is a file the link writes, not reads
@@ -126,9 +115,7 @@ struct State {
 impl SaveDir {
     /// Not saving.
     pub fn none() -> SaveDir {
-        SaveDir {
-            state: Mutex::new(None),
-        }
+        SaveDir { state: Mutex::new(None) }
     }
 
     /// From `KDTHIN_SAVE_DIR`: creates `dir/<output name>.<pid>` (a relative
@@ -139,9 +126,7 @@ impl SaveDir {
             return SaveDir::none();
         };
         match State::create(Path::new(&dir), output, real_ld) {
-            Ok(st) => SaveDir {
-                state: Mutex::new(Some(st)),
-            },
+            Ok(st) => SaveDir { state: Mutex::new(Some(st)) },
             Err(e) => {
                 warn(output, &e);
                 SaveDir::none()
@@ -227,26 +212,17 @@ impl SaveDir {
             Ok(Err(e)) => e,
             Err(_) => anyhow::anyhow!("internal error (panic)"),
         };
-        warn(
-            &st.output,
-            &err.context(format!("{} left incomplete", st.root.display())),
-        );
+        warn(&st.output, &err.context(format!("{} left incomplete", st.root.display())));
         *guard = None;
     }
 }
 
 fn warn(output: &Path, e: &anyhow::Error) {
-    eprintln!(
-        "kdthin-ld: warning: {ENV}: {}: {e:#}; the link goes on",
-        output.display()
-    );
+    eprintln!("kdthin-ld: warning: {ENV}: {}: {e:#}; the link goes on", output.display());
 }
 
 fn temp_dirs(dist: &DistPlan) -> Vec<(OsString, &'static str)> {
-    let mut v = vec![
-        (dist.index_dir.clone().into_os_string(), "INDEX"),
-        (dist.work.clone().into_os_string(), "WORK"),
-    ];
+    let mut v = vec![(dist.index_dir.clone().into_os_string(), "INDEX"), (dist.work.clone().into_os_string(), "WORK")];
     // The longer first: the index directory may be inside the work one.
     v.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
     v
@@ -256,13 +232,8 @@ impl State {
     fn create(dir: &Path, output: &Path, real_ld: &Path) -> Result<State> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let dir = cwd.join(dir);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        let name = output
-            .file_name()
-            .unwrap_or(OsStr::new("a.out"))
-            .to_string_lossy()
-            .into_owned();
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let name = output.file_name().unwrap_or(OsStr::new("a.out")).to_string_lossy().into_owned();
         let pid = std::process::id();
         let mut root = dir.join(format!("{name}.{pid}"));
         // A pid from an earlier build: keep what it saved.
@@ -274,15 +245,10 @@ impl State {
                     root = dir.join(format!("{name}.{pid}-{n}"));
                     n += 1;
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("{}: cannot create", root.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("{}: cannot create", root.display())),
             }
         }
-        write(
-            &root.join(INCOMPLETE),
-            "kdthin-ld is still writing this reproducer, or could not finish it.\n",
-        )?;
+        write(&root.join(INCOMPLETE), "kdthin-ld is still writing this reproducer, or could not finish it.\n")?;
         Ok(State {
             root,
             output: output.to_path_buf(),
@@ -300,32 +266,18 @@ impl State {
         self.root.join("tree")
     }
 
-    fn save_inputs(
-        &mut self,
-        argv: &[OsString],
-        cl: &CommandLine,
-        inputs: &[InputRef],
-        facts: &Facts,
-    ) -> Result<()> {
+    fn save_inputs(&mut self, argv: &[OsString], cl: &CommandLine, inputs: &[InputRef], facts: &Facts) -> Result<()> {
         let mut files = files_read(cl, inputs, facts);
         // The backend's assembler reads these from the link's directory.
         for b in bitcode_objects(inputs, facts) {
             files.extend(crate::cache::incbin_files(&b).unwrap_or_default());
         }
         let rsps: Vec<PathBuf> = cl.rsp_files.iter().map(|r| r.path.clone()).collect();
-        let lib_dirs: Vec<PathBuf> = cl
-            .values_of(OptId::LibraryPath)
-            .map(PathBuf::from)
-            .collect();
+        let lib_dirs: Vec<PathBuf> = cl.values_of(OptId::LibraryPath).map(PathBuf::from).collect();
         let output = cl.value_of(OptId::Output).map(PathBuf::from);
 
-        let all: Vec<&Path> = files
-            .iter()
-            .chain(&rsps)
-            .chain(&lib_dirs)
-            .chain(output.as_ref())
-            .map(PathBuf::as_path)
-            .collect();
+        let all: Vec<&Path> =
+            files.iter().chain(&rsps).chain(&lib_dirs).chain(output.as_ref()).map(PathBuf::as_path).collect();
         self.map = PathMap::new(&self.cwd, &all);
         let tree = self.tree();
         std::fs::create_dir_all(tree.join(&self.map.sub))
@@ -334,14 +286,9 @@ impl State {
         for f in &files {
             self.copy(f)?;
         }
-        for d in lib_dirs
-            .iter()
-            .map(PathBuf::as_path)
-            .chain(output.as_ref().and_then(|o| o.parent()))
-        {
+        for d in lib_dirs.iter().map(PathBuf::as_path).chain(output.as_ref().and_then(|o| o.parent())) {
             let dest = tree.join(self.map.place(&self.cwd, d));
-            std::fs::create_dir_all(&dest)
-                .with_context(|| format!("{}: cannot create", dest.display()))?;
+            std::fs::create_dir_all(&dest).with_context(|| format!("{}: cannot create", dest.display()))?;
         }
         if let Some(o) = &output {
             self.map.place(&self.cwd, o);
@@ -360,21 +307,13 @@ impl State {
         write(&self.root.join("argv.txt"), &argv_txt)?;
         let replay: Vec<OsString> = argv.iter().map(|a| self.map.rewrite(a)).collect();
         let env = recorded_env();
-        write_exec(
-            &self.root.join("run-with"),
-            &run_with(&self.cwd, &self.map.sub, &self.output, &env, &replay),
-        )?;
-        let mut env_txt = String::from(
-            "# The environment of the original link (see run-with for what it sets).\n",
-        );
+        write_exec(&self.root.join("run-with"), &run_with(&self.cwd, &self.map.sub, &self.output, &env, &replay))?;
+        let mut env_txt = String::from("# The environment of the original link (see run-with for what it sets).\n");
         for (k, v) in &env {
             env_txt.push_str(&format!("{k}={}\n", q(v)));
         }
         write(&self.root.join("env.txt"), &env_txt)?;
-        write(
-            &self.root.join("commands.sh"),
-            &commands_header(&self.map.sub),
-        )?;
+        write(&self.root.join("commands.sh"), &commands_header(&self.map.sub))?;
         Ok(())
     }
 
@@ -443,11 +382,7 @@ impl State {
         if !heading.is_empty() {
             line.push_str(&format!("\n# {heading}\n"));
         }
-        let vars: Vec<(&[u8], &str)> = self
-            .temp_dirs
-            .iter()
-            .map(|(d, v)| (d.as_bytes(), *v))
-            .collect();
+        let vars: Vec<(&[u8], &str)> = self.temp_dirs.iter().map(|(d, v)| (d.as_bytes(), *v)).collect();
         for (i, a) in argv.iter().enumerate() {
             if i > 0 {
                 line.push(' ');
@@ -461,8 +396,7 @@ impl State {
             .append(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        f.write_all(line.as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))
+        f.write_all(line.as_bytes()).with_context(|| format!("{}: cannot write", path.display()))
     }
 
     fn finish(&mut self, outcome: &str) -> Result<()> {
@@ -472,18 +406,12 @@ impl State {
         if self.compilers.is_empty() {
             // No backend ran: the compiler kbuild uses.
             let cc = std::env::var("CC").unwrap_or_default();
-            let clang = cc
-                .split_whitespace()
-                .find(|w| w.rsplit('/').next().is_some_and(|n| n.starts_with("clang")));
+            let clang = cc.split_whitespace().find(|w| w.rsplit('/').next().is_some_and(|n| n.starts_with("clang")));
             tools.push(clang.unwrap_or("clang").into());
         }
         for t in &tools {
             v.push_str(&format!("\n$ {} --version\n", q(t)));
-            match std::process::Command::new(t)
-                .arg("--version")
-                .stdin(std::process::Stdio::null())
-                .output()
-            {
+            match std::process::Command::new(t).arg("--version").stdin(std::process::Stdio::null()).output() {
                 Ok(out) => {
                     v.push_str(&String::from_utf8_lossy(&out.stdout));
                     v.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -494,8 +422,7 @@ impl State {
         write(&self.root.join("versions.txt"), &v)?;
         write(&self.root.join("outcome.txt"), &format!("{outcome}\n"))?;
         let marker = self.root.join(INCOMPLETE);
-        std::fs::remove_file(&marker)
-            .with_context(|| format!("{}: cannot remove", marker.display()))
+        std::fs::remove_file(&marker).with_context(|| format!("{}: cannot remove", marker.display()))
     }
 }
 
@@ -533,19 +460,11 @@ fn files_read(cl: &CommandLine, inputs: &[InputRef], facts: &Facts) -> Vec<PathB
     for a in &cl.args {
         let value = match &a.kind {
             ArgKind::Opt {
-                id:
-                    OptId::Output
-                    | OptId::LibraryPath
-                    | OptId::Library
-                    | OptId::Script
-                    | OptId::DefaultScript,
+                id: OptId::Output | OptId::LibraryPath | OptId::Library | OptId::Script | OptId::DefaultScript,
                 ..
             } => None,
             ArgKind::Opt { value, .. } => value.clone(),
-            ArgKind::Unknown => a.tokens[0]
-                .to_str()
-                .and_then(|t| t.split_once('='))
-                .map(|(_, v)| v.into()),
+            ArgKind::Unknown => a.tokens[0].to_str().and_then(|t| t.split_once('=')).map(|(_, v)| v.into()),
             ArgKind::Input(_) => None,
         };
         let spelling = a.tokens[0].to_string_lossy().to_ascii_lowercase();
@@ -567,12 +486,9 @@ fn bitcode_objects(inputs: &[InputRef], facts: &Facts) -> Vec<PathBuf> {
     for i in inputs {
         match facts.get(&i.path) {
             Some(FileFacts::Plain(k)) if k.is_bitcode() => out.push(i.path.clone()),
-            Some(FileFacts::Archive(a)) => out.extend(
-                a.members
-                    .iter()
-                    .filter(|m| m.kind.is_bitcode())
-                    .filter_map(|m| m.path.clone()),
-            ),
+            Some(FileFacts::Archive(a)) => {
+                out.extend(a.members.iter().filter(|m| m.kind.is_bitcode()).filter_map(|m| m.path.clone()))
+            }
             _ => {}
         }
     }
@@ -596,28 +512,16 @@ struct PathMap {
 impl PathMap {
     fn new(cwd: &Path, paths: &[&Path]) -> PathMap {
         let comps: Vec<Component> = cwd.components().collect();
-        let depth = comps
-            .iter()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .count();
+        let depth = comps.iter().filter(|c| matches!(c, Component::Normal(_))).count();
         let ups = paths
             .iter()
             .filter(|p| p.is_relative())
-            .map(|p| {
-                normalize(p)
-                    .components()
-                    .take_while(|c| *c == Component::ParentDir)
-                    .count()
-            })
+            .map(|p| normalize(p).components().take_while(|c| *c == Component::ParentDir).count())
             .filter(|&u| u <= depth)
             .max()
             .unwrap_or(0);
         let split = comps.len() - ups;
-        PathMap {
-            base: comps[..split].iter().collect(),
-            sub: comps[split..].iter().collect(),
-            renames: HashMap::new(),
-        }
+        PathMap { base: comps[..split].iter().collect(), sub: comps[split..].iter().collect(), renames: HashMap::new() }
     }
 
     /// Where `p` goes, relative to `tree/`; records a rename when the
@@ -637,12 +541,8 @@ impl PathMap {
                 (self.sub.join(&inside), inside)
             }
         };
-        self.renames.insert(
-            p.as_os_str().to_os_string(),
-            replay.clone().into_os_string(),
-        );
-        self.renames
-            .insert(abs.into_os_string(), replay.into_os_string());
+        self.renames.insert(p.as_os_str().to_os_string(), replay.clone().into_os_string());
+        self.renames.insert(abs.into_os_string(), replay.into_os_string());
         dest
     }
 
@@ -742,13 +642,7 @@ fn recorded_env() -> Vec<(String, OsString)> {
     v
 }
 
-fn run_with(
-    cwd: &Path,
-    sub: &Path,
-    output: &Path,
-    env: &[(String, OsString)],
-    argv: &[OsString],
-) -> String {
+fn run_with(cwd: &Path, sub: &Path, output: &Path, env: &[(String, OsString)], argv: &[OsString]) -> String {
     let mut s = String::from("#!/bin/sh\n");
     s.push_str(&format!(
         "# Replays the link of {} that kdthin-ld {} saved ({ENV}):\n",
@@ -768,21 +662,12 @@ fn run_with(
     s.push_str("ld=${1:-kdthin-ld}\n[ $# -gt 0 ] && shift\n");
     s.push_str("case $ld in */*) ld=$(cd \"$(dirname \"$ld\")\" && pwd)/$(basename \"$ld\") || exit ;; esac\n");
     s.push_str("here=$(cd \"$(dirname \"$0\")\" && pwd) || exit\n");
-    s.push_str(&format!(
-        "cd \"$here\"/{} || exit\n\n",
-        q(replay_dir(sub).as_os_str())
-    ));
+    s.push_str(&format!("cd \"$here\"/{} || exit\n\n", q(replay_dir(sub).as_os_str())));
     for (k, v) in env {
         if replayed_env(k) {
-            s.push_str(&format!(
-                "[ \"${{{k}+set}}\" = set ] || {k}={}; export {k}\n",
-                q(v)
-            ));
+            s.push_str(&format!("[ \"${{{k}+set}}\" = set ] || {k}={}; export {k}\n", q(v)));
         } else if k.starts_with("KDTHIN_") {
-            s.push_str(&format!(
-                "# Not set (names a place on the original machine): {k}={}\n",
-                q(v)
-            ));
+            s.push_str(&format!("# Not set (names a place on the original machine): {k}={}\n", q(v)));
         }
     }
     s.push_str("\nexec \"$ld\"");
@@ -841,25 +726,17 @@ fn copy_file(src: &Path, dest: &Path) -> Result<()> {
     if let Some(d) = dest.parent() {
         std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create", d.display()))?;
     }
-    std::fs::copy(src, dest)
-        .with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
+    std::fs::copy(src, dest).with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
     let md = std::fs::metadata(src).with_context(|| format!("{}: cannot stat", src.display()))?;
     let times = [
-        libc::timespec {
-            tv_sec: md.atime() as _,
-            tv_nsec: md.atime_nsec() as _,
-        },
-        libc::timespec {
-            tv_sec: md.mtime() as _,
-            tv_nsec: md.mtime_nsec() as _,
-        },
+        libc::timespec { tv_sec: md.atime() as _, tv_nsec: md.atime_nsec() as _ },
+        libc::timespec { tv_sec: md.mtime() as _, tv_nsec: md.mtime_nsec() as _ },
     ];
     let c = std::ffi::CString::new(dest.as_os_str().as_bytes())?;
     // SAFETY: a valid C string and two timespecs that outlive the call.
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(e)
-            .with_context(|| format!("{}: cannot set the modification time", dest.display()));
+        return Err(e).with_context(|| format!("{}: cannot set the modification time", dest.display()));
     }
     Ok(())
 }
@@ -876,19 +753,10 @@ mod tests {
     #[test]
     fn relative_paths_stay_where_they_are() {
         let cwd = Path::new("/src/linux");
-        let mut m = map(
-            "/src/linux",
-            &["vmlinux.a", "init/main.o", "./a/../lib/lib.a"],
-        );
+        let mut m = map("/src/linux", &["vmlinux.a", "init/main.o", "./a/../lib/lib.a"]);
         assert_eq!(m.sub, PathBuf::new());
-        assert_eq!(
-            m.place(cwd, Path::new("init/main.o")),
-            PathBuf::from("init/main.o")
-        );
-        assert_eq!(
-            m.place(cwd, Path::new("./a/../lib/lib.a")),
-            PathBuf::from("lib/lib.a")
-        );
+        assert_eq!(m.place(cwd, Path::new("init/main.o")), PathBuf::from("init/main.o"));
+        assert_eq!(m.place(cwd, Path::new("./a/../lib/lib.a")), PathBuf::from("lib/lib.a"));
         assert!(m.renames.is_empty());
         assert_eq!(m.rewrite(OsStr::new("init/main.o")), "init/main.o");
     }
@@ -900,51 +768,26 @@ mod tests {
         assert_eq!(m.sub, PathBuf::from("linux/out"));
         assert_eq!(m.base, PathBuf::from("/src"));
         assert_eq!(m.place(cwd, Path::new("../../x.o")), PathBuf::from("x.o"));
-        assert_eq!(
-            m.place(cwd, Path::new("../y.o")),
-            PathBuf::from("linux/y.o")
-        );
-        assert_eq!(
-            m.place(cwd, Path::new("z.o")),
-            PathBuf::from("linux/out/z.o")
-        );
+        assert_eq!(m.place(cwd, Path::new("../y.o")), PathBuf::from("linux/y.o"));
+        assert_eq!(m.place(cwd, Path::new("z.o")), PathBuf::from("linux/out/z.o"));
         assert!(m.renames.is_empty());
         // An absolute path inside the mirrored tree becomes relative.
-        assert_eq!(
-            m.place(cwd, Path::new("/src/linux/lib/l.a")),
-            PathBuf::from("linux/lib/l.a")
-        );
+        assert_eq!(m.place(cwd, Path::new("/src/linux/lib/l.a")), PathBuf::from("linux/lib/l.a"));
         assert_eq!(m.rewrite(OsStr::new("/src/linux/lib/l.a")), "../lib/l.a");
-        assert_eq!(
-            m.rewrite(OsStr::new("/src/linux/out/z.o")),
-            "/src/linux/out/z.o",
-            "not placed: unchanged"
-        );
+        assert_eq!(m.rewrite(OsStr::new("/src/linux/out/z.o")), "/src/linux/out/z.o", "not placed: unchanged");
     }
 
     #[test]
     fn absolute_paths_outside_are_relocated_and_rewritten() {
         let cwd = Path::new("/src/linux");
         let mut m = map("/src/linux", &["a.o"]);
-        assert_eq!(
-            m.place(cwd, Path::new("/opt/x/k.lds")),
-            PathBuf::from(".kdthin-abs/opt/x/k.lds")
-        );
-        assert_eq!(
-            m.place(cwd, Path::new("/src/linux/init/main.o")),
-            PathBuf::from("init/main.o")
-        );
-        assert_eq!(
-            m.place(cwd, Path::new("/opt/lib")),
-            PathBuf::from(".kdthin-abs/opt/lib")
-        );
+        assert_eq!(m.place(cwd, Path::new("/opt/x/k.lds")), PathBuf::from(".kdthin-abs/opt/x/k.lds"));
+        assert_eq!(m.place(cwd, Path::new("/src/linux/init/main.o")), PathBuf::from("init/main.o"));
+        assert_eq!(m.place(cwd, Path::new("/opt/lib")), PathBuf::from(".kdthin-abs/opt/lib"));
         let rw = |s: &str| m.rewrite(OsStr::new(s)).into_string().unwrap();
         assert_eq!(rw("/opt/x/k.lds"), ".kdthin-abs/opt/x/k.lds");
         assert_eq!(rw("-T/opt/x/k.lds"), "-T.kdthin-abs/opt/x/k.lds");
-        assert_eq!(
-            rw("--script=/opt/x/k.lds"),
-            "--script=.kdthin-abs/opt/x/k.lds"
-        );
+        assert_eq!(rw("--script=/opt/x/k.lds"), "--script=.kdthin-abs/opt/x/k.lds");
         assert_eq!(rw("@/opt/x/k.lds"), "@.kdthin-abs/opt/x/k.lds");
         assert_eq!(rw("-L/opt/lib"), "-L.kdthin-abs/opt/lib");
         assert_eq!(rw("/src/linux/init/main.o"), "init/main.o");
@@ -954,42 +797,23 @@ mod tests {
 
     #[test]
     fn relative_from_climbs_as_needed() {
-        assert_eq!(
-            relative_from(Path::new(""), Path::new("a/b")),
-            PathBuf::from("a/b")
-        );
-        assert_eq!(
-            relative_from(Path::new("x/y"), Path::new("x/z/f")),
-            PathBuf::from("../z/f")
-        );
-        assert_eq!(
-            relative_from(Path::new("x/y"), Path::new("x/y")),
-            PathBuf::from(".")
-        );
+        assert_eq!(relative_from(Path::new(""), Path::new("a/b")), PathBuf::from("a/b"));
+        assert_eq!(relative_from(Path::new("x/y"), Path::new("x/z/f")), PathBuf::from("../z/f"));
+        assert_eq!(relative_from(Path::new("x/y"), Path::new("x/y")), PathBuf::from("."));
     }
 
     #[test]
     fn temporary_directories_become_variables() {
-        let vars: Vec<(&[u8], &str)> = vec![
-            (b"/dev/shm/kdthin.v.1", "INDEX"),
-            (b".tmp_kdthin.v.1", "WORK"),
-        ];
+        let vars: Vec<(&[u8], &str)> = vec![(b"/dev/shm/kdthin.v.1", "INDEX"), (b".tmp_kdthin.v.1", "WORK")];
         let v = |s: &str| quote_with_vars(OsStr::new(s), &vars);
         assert_eq!(
             v("-fthinlto-index=/dev/shm/kdthin.v.1/init/main.o.thinlto.bc"),
             "-fthinlto-index=\"$INDEX\"/init/main.o.thinlto.bc"
         );
-        assert_eq!(
-            v("--thinlto-prefix-replace=;/dev/shm/kdthin.v.1/"),
-            "'--thinlto-prefix-replace=;'\"$INDEX\"/"
-        );
+        assert_eq!(v("--thinlto-prefix-replace=;/dev/shm/kdthin.v.1/"), "'--thinlto-prefix-replace=;'\"$INDEX\"/");
         assert_eq!(v(".tmp_kdthin.v.1/native/3.o"), "\"$WORK\"/native/3.o");
         assert_eq!(v(".tmp_kdthin.v.1"), "\"$WORK\"");
-        assert_eq!(
-            v(".tmp_kdthin.v.12/x"),
-            ".tmp_kdthin.v.12/x",
-            "another directory"
-        );
+        assert_eq!(v(".tmp_kdthin.v.12/x"), ".tmp_kdthin.v.12/x", "another directory");
         assert_eq!(v("it's"), "'it'\\''s'");
         assert_eq!(v(""), "''");
     }
@@ -1010,24 +834,12 @@ mod tests {
             Path::new("/src/linux"),
             Path::new(""),
             Path::new("vmlinux.o"),
-            &[
-                ("CC".into(), "clang-22".into()),
-                ("KDTHIN_TRACE".into(), "/t".into()),
-            ],
+            &[("CC".into(), "clang-22".into()), ("KDTHIN_TRACE".into(), "/t".into())],
             &["-o".into(), "vmlinux.o".into(), "it's".into()],
         );
-        assert!(
-            s.contains("[ \"${CC+set}\" = set ] || CC=clang-22; export CC\n"),
-            "{s}"
-        );
-        assert!(
-            s.contains("# Not set (names a place on the original machine): KDTHIN_TRACE=/t\n"),
-            "{s}"
-        );
+        assert!(s.contains("[ \"${CC+set}\" = set ] || CC=clang-22; export CC\n"), "{s}");
+        assert!(s.contains("# Not set (names a place on the original machine): KDTHIN_TRACE=/t\n"), "{s}");
         assert!(s.contains("cd \"$here\"/tree || exit\n"), "{s}");
-        assert!(
-            s.ends_with("exec \"$ld\" \\\n  -o \\\n  vmlinux.o \\\n  'it'\\''s' \\\n  \"$@\"\n"),
-            "{s}"
-        );
+        assert!(s.ends_with("exec \"$ld\" \\\n  -o \\\n  vmlinux.o \\\n  'it'\\''s' \\\n  \"$@\"\n"), "{s}");
     }
 }

@@ -108,9 +108,7 @@ impl LinkReport {
     pub fn new(output: &Path, real_ld: &Path) -> LinkReport {
         LinkReport {
             output: output.display().to_string(),
-            cwd: std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
+            cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
             pid: std::process::id(),
             real_ld: real_ld.display().to_string(),
             kdthin_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -120,11 +118,7 @@ impl LinkReport {
 
     /// Keeps the [`SLOWEST`] of `all`, slowest first.
     pub fn set_slowest(&mut self, mut all: Vec<BackendTime>) {
-        all.sort_by(|a, b| {
-            b.seconds
-                .total_cmp(&a.seconds)
-                .then_with(|| a.module.cmp(&b.module))
-        });
+        all.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then_with(|| a.module.cmp(&b.module)));
         all.truncate(SLOWEST);
         self.slowest_backends = all;
     }
@@ -162,15 +156,11 @@ struct Row {
 /// Reads a report (JSON Lines) or a trace file and renders the per-link
 /// totals and the slowest backends as text tables.
 pub fn summarize(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (rows, slowest) = if looks_like_trace(&text) {
         from_trace(&text).with_context(|| format!("{}: not a kdthin-ld trace", path.display()))?
     } else {
-        from_reports(
-            &read_reports(&text)
-                .with_context(|| format!("{}: not a kdthin-ld report", path.display()))?,
-        )
+        from_reports(&read_reports(&text).with_context(|| format!("{}: not a kdthin-ld report", path.display()))?)
     };
     if rows.is_empty() {
         bail!("{}: no links recorded", path.display());
@@ -181,10 +171,7 @@ pub fn summarize(path: &Path) -> Result<String> {
 /// A trace starts with `[` or holds `traceEvents`; a report line never does.
 fn looks_like_trace(text: &str) -> bool {
     let t = text.trim_start();
-    t.starts_with('[')
-        || t.lines()
-            .next()
-            .is_some_and(|l| l.contains("\"traceEvents\""))
+    t.starts_with('[') || t.lines().next().is_some_and(|l| l.contains("\"traceEvents\""))
 }
 
 /// Per-link rows, and every timed backend with the link it belongs to.
@@ -200,20 +187,11 @@ fn from_reports(reports: &[LinkReport]) -> Tables {
             hits: r.cache_hits,
             times: r.times.clone(),
             exit: r.exit_code,
-            note: r
-                .passthrough_reason
-                .as_ref()
-                .map(|why| format!("in-process: {why}")),
+            note: r.passthrough_reason.as_ref().map(|why| format!("in-process: {why}")),
         })
         .collect();
-    let slowest = reports
-        .iter()
-        .flat_map(|r| {
-            r.slowest_backends
-                .iter()
-                .map(|b| (b.clone(), r.output.clone()))
-        })
-        .collect();
+    let slowest =
+        reports.iter().flat_map(|r| r.slowest_backends.iter().map(|b| (b.clone(), r.output.clone()))).collect();
     (rows, slowest)
 }
 
@@ -229,9 +207,7 @@ fn from_trace(text: &str) -> Result<Tables> {
     let mut backend_spans: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
     for e in &events {
         let pid = e["pid"].as_u64().unwrap_or(0);
-        let entry = links
-            .entry(pid)
-            .or_insert_with(|| (Row::default(), f64::MAX, f64::MIN));
+        let entry = links.entry(pid).or_insert_with(|| (Row::default(), f64::MAX, f64::MIN));
         let (row, first, last) = entry;
         match e["ph"].as_str() {
             Some("M") if e["name"] == "process_name" => {
@@ -247,9 +223,7 @@ fn from_trace(text: &str) -> Result<Tables> {
                     (Some(CAT_LINK), Some(LINK)) => {
                         row.times.total = dur;
                         row.exit = args["exit_code"].as_i64().map(|c| c as i32);
-                        row.note = args["passthrough_reason"]
-                            .as_str()
-                            .map(|why| format!("in-process: {why}"));
+                        row.note = args["passthrough_reason"].as_str().map(|why| format!("in-process: {why}"));
                     }
                     (Some(CAT_LINK), Some(THIN_LINK)) => row.times.thin_link += dur,
                     (Some(CAT_LINK), Some(FINAL_LINK)) => row.times.final_link += dur,
@@ -264,20 +238,9 @@ fn from_trace(text: &str) -> Result<Tables> {
                         }
                         let span = backend_spans.entry(pid).or_insert((f64::MAX, f64::MIN));
                         *span = (span.0.min(ts), span.1.max(ts + dur));
-                        let module = args["module"]
-                            .as_str()
-                            .or(e["name"].as_str())
-                            .unwrap_or("?")
-                            .to_string();
+                        let module = args["module"].as_str().or(e["name"].as_str()).unwrap_or("?").to_string();
                         let bitcode_bytes = args["bitcode_bytes"].as_u64().unwrap_or(0);
-                        slowest.push((
-                            BackendTime {
-                                module,
-                                seconds: dur,
-                                bitcode_bytes,
-                            },
-                            pid,
-                        ));
+                        slowest.push((BackendTime { module, seconds: dur, bitcode_bytes }, pid));
                     }
                     (Some(CAT_CACHE), _) => {
                         row.modules += 1;
@@ -311,10 +274,7 @@ fn from_trace(text: &str) -> Result<Tables> {
         names.insert(pid, row.output.clone());
         rows.push(row);
     }
-    let slowest = slowest
-        .into_iter()
-        .map(|(b, pid)| (b, names.get(&pid).cloned().unwrap_or_default()))
-        .collect();
+    let slowest = slowest.into_iter().map(|(b, pid)| (b, names.get(&pid).cloned().unwrap_or_default())).collect();
     Ok((rows, slowest))
 }
 
@@ -336,12 +296,7 @@ fn render(rows: &[Row], slowest: &[(BackendTime, String)]) -> String {
     }
     out.push_str("\n\n");
 
-    let w = rows
-        .iter()
-        .map(|r| r.output.len())
-        .max()
-        .unwrap_or(0)
-        .max("link".len());
+    let w = rows.iter().map(|r| r.output.len()).max().unwrap_or(0).max("link".len());
     let _ = writeln!(
         out,
         "{:<w$}  {:>7}  {:>8}  {:>4}  {:>9}  {:>8}  {:>6}  {:>7}  {:>4}",
@@ -369,32 +324,14 @@ fn render(rows: &[Row], slowest: &[(BackendTime, String)]) -> String {
     }
 
     let mut slowest: Vec<&(BackendTime, String)> = slowest.iter().collect();
-    slowest.sort_by(|a, b| {
-        b.0.seconds
-            .total_cmp(&a.0.seconds)
-            .then_with(|| a.0.module.cmp(&b.0.module))
-    });
+    slowest.sort_by(|a, b| b.0.seconds.total_cmp(&a.0.seconds).then_with(|| a.0.module.cmp(&b.0.module)));
     slowest.truncate(SLOWEST);
     if !slowest.is_empty() {
-        let mw = slowest
-            .iter()
-            .map(|(b, _)| b.module.len())
-            .max()
-            .unwrap_or(0)
-            .max("module".len());
-        let _ = writeln!(
-            out,
-            "\nslowest backends\n{:>8}  {:>9}  {:<mw$}  link",
-            "time", "bitcode", "module"
-        );
+        let mw = slowest.iter().map(|(b, _)| b.module.len()).max().unwrap_or(0).max("module".len());
+        let _ = writeln!(out, "\nslowest backends\n{:>8}  {:>9}  {:<mw$}  link", "time", "bitcode", "module");
         for (b, link) in slowest {
-            let _ = writeln!(
-                out,
-                "{:>8}  {:>9}  {:<mw$}  {link}",
-                seconds(b.seconds),
-                bytes(b.bitcode_bytes),
-                b.module
-            );
+            let _ =
+                writeln!(out, "{:>8}  {:>9}  {:<mw$}  {link}", seconds(b.seconds), bytes(b.bitcode_bytes), b.module);
         }
     }
     out
@@ -428,12 +365,7 @@ mod tests {
         r.compiled = n - 1;
         r.cache_hits = 1;
         r.cache_misses = n - 1;
-        r.times = Times {
-            thin_link: 1.5,
-            backends: 20.25,
-            final_link: 2.0,
-            total: 24.0,
-        };
+        r.times = Times { thin_link: 1.5, backends: 20.25, final_link: 2.0, total: 24.0 };
         r.jobs = Jobs::new(&JobsSource::Jobserver { kind: "fifo" }, Some(8));
         r.exit_code = Some(0);
         r.set_slowest(
@@ -473,10 +405,7 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "missing {key}: {line}");
         }
-        assert_eq!(
-            v["jobs"],
-            serde_json::json!({ "count": 8, "source": "jobserver(fifo)" })
-        );
+        assert_eq!(v["jobs"], serde_json::json!({ "count": 8, "source": "jobserver(fifo)" }));
         assert_eq!(v["times"]["backends"], 20.25);
         assert_eq!(v["slowest_backends"].as_array().unwrap().len(), SLOWEST);
         assert_eq!(v["slowest_backends"][0]["module"], "vmlinux.o-m29.o");
@@ -488,26 +417,11 @@ mod tests {
     #[test]
     fn jobs_source_names() {
         let name = |s, l| Jobs::new(&s, l);
-        assert_eq!(
-            name(JobsSource::Env(3), None),
-            Jobs {
-                count: Some(3),
-                source: "env".into()
-            }
-        );
-        assert_eq!(
-            name(JobsSource::Cpus(16), Some(16)),
-            Jobs {
-                count: Some(16),
-                source: "cpus".into()
-            }
-        );
+        assert_eq!(name(JobsSource::Env(3), None), Jobs { count: Some(3), source: "env".into() });
+        assert_eq!(name(JobsSource::Cpus(16), Some(16)), Jobs { count: Some(16), source: "cpus".into() });
         assert_eq!(
             name(JobsSource::Jobserver { kind: "pipe" }, None),
-            Jobs {
-                count: None,
-                source: "jobserver(pipe)".into()
-            }
+            Jobs { count: None, source: "jobserver(pipe)".into() }
         );
     }
 
@@ -518,12 +432,8 @@ mod tests {
         // Big lines (long fallback reasons) so a torn write would show.
         let big = |name: &str| {
             let mut r = report(name, 25);
-            r.fallbacks = (0..50)
-                .map(|i| Fallback {
-                    object: format!("{name}/{i}.o"),
-                    reason: "x".repeat(500),
-                })
-                .collect();
+            r.fallbacks =
+                (0..50).map(|i| Fallback { object: format!("{name}/{i}.o"), reason: "x".repeat(500) }).collect();
             r
         };
         let (a, b) = (big("vmlinux.o"), big("mod/foo.o"));
@@ -557,48 +467,22 @@ mod tests {
 
         let text = summarize(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0], "3 links, 33 modules, 31 compiled, 2 cache hits, 1 in-process",
-            "{text}"
-        );
-        assert!(
-            lines[2].starts_with("link ") && lines[2].ends_with("exit"),
-            "{text}"
-        );
+        assert_eq!(lines[0], "3 links, 33 modules, 31 compiled, 2 cache hits, 1 in-process", "{text}");
+        assert!(lines[2].starts_with("link ") && lines[2].ends_with("exit"), "{text}");
         let vm = lines.iter().find(|l| l.starts_with("vmlinux.o")).unwrap();
         assert_eq!(
             vm.split_whitespace().collect::<Vec<_>>(),
-            [
-                "vmlinux.o",
-                "30",
-                "29",
-                "1",
-                "1.5s",
-                "20.2s",
-                "2.0s",
-                "24.0s",
-                "0"
-            ]
+            ["vmlinux.o", "30", "29", "1", "1.5s", "20.2s", "2.0s", "24.0s", "0"]
         );
-        assert!(
-            text.contains("  (in-process: mod/bar.o: no .cmd file)"),
-            "{text}"
-        );
+        assert!(text.contains("  (in-process: mod/bar.o: no .cmd file)"), "{text}");
         // Slowest across links, slowest first, capped.
-        let slow: Vec<&str> = text
-            .lines()
-            .skip_while(|l| *l != "slowest backends")
-            .skip(2)
-            .collect();
+        let slow: Vec<&str> = text.lines().skip_while(|l| *l != "slowest backends").skip(2).collect();
         assert_eq!(slow.len(), SLOWEST, "{text}");
         assert_eq!(
             slow[0].split_whitespace().collect::<Vec<_>>(),
             ["29.0s", "28.3", "KiB", "vmlinux.o-m29.o", "vmlinux.o"]
         );
-        assert!(
-            slow.iter().all(|l| !l.contains("mod/foo.o-m")),
-            "foo's are all faster: {text}"
-        );
+        assert!(slow.iter().all(|l| !l.contains("mod/foo.o-m")), "foo's are all faster: {text}");
     }
 
     #[test]
@@ -618,66 +502,22 @@ mod tests {
             m
         };
         t.span(THIN_LINK, CAT_LINK, MAIN_LANE, t0, ms(100), Map::new());
-        t.span(
-            "kernel/sched.o",
-            CAT_BACKEND,
-            worker_lane(0),
-            ms(100),
-            ms(1600),
-            be("kernel/sched.o", 3 << 20, false),
-        );
-        t.span(
-            "mm/slab.o",
-            CAT_BACKEND,
-            worker_lane(1),
-            ms(100),
-            ms(400),
-            be("mm/slab.o", 2048, false),
-        );
-        t.instant(
-            CACHE_HIT,
-            CAT_CACHE,
-            MAIN_LANE,
-            ms(100),
-            be("init/main.o", 10, true),
-        );
-        t.span(
-            FINAL_LINK,
-            CAT_LINK,
-            MAIN_LANE,
-            ms(1600),
-            ms(2000),
-            Map::new(),
-        );
+        t.span("kernel/sched.o", CAT_BACKEND, worker_lane(0), ms(100), ms(1600), be("kernel/sched.o", 3 << 20, false));
+        t.span("mm/slab.o", CAT_BACKEND, worker_lane(1), ms(100), ms(400), be("mm/slab.o", 2048, false));
+        t.instant(CACHE_HIT, CAT_CACHE, MAIN_LANE, ms(100), be("init/main.o", 10, true));
+        t.span(FINAL_LINK, CAT_LINK, MAIN_LANE, ms(1600), ms(2000), Map::new());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.json");
         t.append_to(&path).unwrap();
 
         let text = summarize(&path).unwrap();
-        assert!(
-            text.starts_with("1 link, 2 modules, 2 compiled, 1 cache hits\n"),
-            "{text}"
-        );
+        assert!(text.starts_with("1 link, 2 modules, 2 compiled, 1 cache hits\n"), "{text}");
         let vm = text.lines().find(|l| l.starts_with("vmlinux.o")).unwrap();
         assert_eq!(
             vm.split_whitespace().collect::<Vec<_>>(),
-            [
-                "vmlinux.o",
-                "2",
-                "2",
-                "1",
-                "0.1s",
-                "1.5s",
-                "0.4s",
-                "2.0s",
-                "-"
-            ]
+            ["vmlinux.o", "2", "2", "1", "0.1s", "1.5s", "0.4s", "2.0s", "-"]
         );
-        let slow: Vec<&str> = text
-            .lines()
-            .skip_while(|l| *l != "slowest backends")
-            .skip(2)
-            .collect();
+        let slow: Vec<&str> = text.lines().skip_while(|l| *l != "slowest backends").skip(2).collect();
         assert_eq!(
             slow[0].split_whitespace().collect::<Vec<_>>(),
             ["1.5s", "3.0", "MiB", "kernel/sched.o", "vmlinux.o"]
@@ -698,10 +538,7 @@ mod tests {
         assert!(e.contains("x: not a kdthin-ld report: line 1"), "{e}");
         std::fs::write(&path, "").unwrap();
         assert!(format!("{:#}", summarize(&path).unwrap_err()).contains("no links recorded"));
-        assert!(
-            format!("{:#}", summarize(&dir.path().join("missing")).unwrap_err())
-                .contains("cannot read")
-        );
+        assert!(format!("{:#}", summarize(&dir.path().join("missing")).unwrap_err()).contains("cannot read"));
     }
 
     #[test]

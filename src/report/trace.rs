@@ -79,26 +79,15 @@ impl Trace {
 
     fn name_lane_in(&self, st: &mut State, lane: u32, name: &str) {
         st.named_lanes.insert(lane);
-        for (meta, args) in [
-            ("thread_name", json!({ "name": name })),
-            ("thread_sort_index", json!({ "sort_index": lane })),
-        ] {
-            st.events.push(
-                json!({ "ph": "M", "name": meta, "pid": self.pid, "tid": lane, "args": args }),
-            );
+        for (meta, args) in
+            [("thread_name", json!({ "name": name })), ("thread_sort_index", json!({ "sort_index": lane }))]
+        {
+            st.events.push(json!({ "ph": "M", "name": meta, "pid": self.pid, "tid": lane, "args": args }));
         }
     }
 
     /// A complete event (`ph: X`) from `start` to `end`.
-    pub fn span(
-        &self,
-        name: &str,
-        category: &str,
-        lane: u32,
-        start: Instant,
-        end: Instant,
-        args: Map<String, Value>,
-    ) {
+    pub fn span(&self, name: &str, category: &str, lane: u32, start: Instant, end: Instant, args: Map<String, Value>) {
         let ts = self.ts(start);
         let dur = (self.ts(end) - ts).max(0);
         self.push_on(
@@ -111,14 +100,7 @@ impl Trace {
     }
 
     /// A thread-scoped instant event (`ph: i`), e.g. a cache hit.
-    pub fn instant(
-        &self,
-        name: &str,
-        category: &str,
-        lane: u32,
-        at: Instant,
-        args: Map<String, Value>,
-    ) {
+    pub fn instant(&self, name: &str, category: &str, lane: u32, at: Instant, args: Map<String, Value>) {
         self.push_on(
             lane,
             json!({
@@ -174,10 +156,7 @@ impl Trace {
     /// file written. `output` is the link's output, for the per-link name.
     pub fn save(&self, target: &Path, output: &Path) -> io::Result<PathBuf> {
         if target.is_dir() {
-            let name = output
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "a.out".into());
+            let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "a.out".into());
             let path = target.join(format!("{name}.{}.trace.json", self.pid));
             self.write_atomic(&path)?;
             Ok(path)
@@ -199,11 +178,7 @@ impl Trace {
     fn push_on(&self, lane: u32, event: Value) {
         let mut st = self.lock();
         if !st.named_lanes.contains(&lane) {
-            let name = if lane == MAIN_LANE {
-                "kdthin-ld".to_string()
-            } else {
-                format!("worker {}", lane - 1)
-            };
+            let name = if lane == MAIN_LANE { "kdthin-ld".to_string() } else { format!("worker {}", lane - 1) };
             self.name_lane_in(&mut st, lane, &name);
         }
         st.events.push(event);
@@ -218,10 +193,7 @@ impl Trace {
 /// CLOCK_MONOTONIC in microseconds (what `Instant` reads on Linux, but as a
 /// number other processes can compare with).
 fn monotonic_us() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     // time_t and c_long are i32 on 32-bit targets.
@@ -289,10 +261,7 @@ mod tests {
     use std::time::Duration;
 
     fn args(pairs: &[(&str, Value)]) -> Map<String, Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
     fn sample() -> (Trace, Instant) {
@@ -306,19 +275,9 @@ mod tests {
             worker_lane(1),
             ms(100),
             ms(350),
-            args(&[
-                ("module", json!("init/main.o")),
-                ("bitcode_bytes", json!(4096)),
-                ("cached", json!(false)),
-            ]),
+            args(&[("module", json!("init/main.o")), ("bitcode_bytes", json!(4096)), ("cached", json!(false))]),
         );
-        t.instant(
-            "cache hit",
-            "cache",
-            MAIN_LANE,
-            ms(120),
-            args(&[("module", json!("mm/slab.o"))]),
-        );
+        t.instant("cache hit", "cache", MAIN_LANE, ms(120), args(&[("module", json!("mm/slab.o"))]));
         (t, t0)
     }
 
@@ -339,20 +298,13 @@ mod tests {
         assert_eq!(spans.len(), 2);
         let (thin, be) = (spans[0], spans[1]);
         assert_eq!(
-            (
-                thin["name"].as_str(),
-                thin["cat"].as_str(),
-                thin["tid"].as_u64()
-            ),
+            (thin["name"].as_str(), thin["cat"].as_str(), thin["tid"].as_u64()),
             (Some("thin-link"), Some("link"), Some(0))
         );
         assert_eq!(thin["dur"].as_i64(), Some(100_000), "microseconds");
         assert_eq!(be["tid"].as_u64(), Some(2), "worker 1 is lane 2");
         assert_eq!(be["dur"].as_i64(), Some(250_000));
-        assert_eq!(
-            be["ts"].as_i64().unwrap() - thin["ts"].as_i64().unwrap(),
-            100_000
-        );
+        assert_eq!(be["ts"].as_i64().unwrap() - thin["ts"].as_i64().unwrap(), 100_000);
         assert_eq!(be["args"]["bitcode_bytes"], 4096);
         assert_eq!(be["args"]["cached"], false);
 
@@ -382,23 +334,10 @@ mod tests {
         assert_eq!(thread_name(1), None, "unused lanes stay out");
         let process = meta.iter().find(|e| e["name"] == "process_name").unwrap();
         assert_eq!(process["args"]["name"], "kdthin-ld vmlinux.o");
-        assert!(meta.iter().any(|e| e["name"] == "thread_sort_index"
-            && e["tid"] == 2
-            && e["args"]["sort_index"] == 2));
+        assert!(meta.iter().any(|e| e["name"] == "thread_sort_index" && e["tid"] == 2 && e["args"]["sort_index"] == 2));
         // Each lane is named once, however many spans it has.
-        t.span(
-            "x",
-            "backend",
-            worker_lane(1),
-            Instant::now(),
-            Instant::now(),
-            Map::new(),
-        );
-        let names = t
-            .events()
-            .iter()
-            .filter(|e| e["name"] == "thread_name" && e["tid"] == 2)
-            .count();
+        t.span("x", "backend", worker_lane(1), Instant::now(), Instant::now(), Map::new());
+        let names = t.events().iter().filter(|e| e["name"] == "thread_name" && e["tid"] == 2).count();
         assert_eq!(names, 1);
     }
 
@@ -406,14 +345,7 @@ mod tests {
     fn explicit_lane_names_win() {
         let t = Trace::new("x");
         t.name_lane(worker_lane(0), "remote 0");
-        t.span(
-            "a",
-            "backend",
-            worker_lane(0),
-            Instant::now(),
-            Instant::now(),
-            Map::new(),
-        );
+        t.span("a", "backend", worker_lane(0), Instant::now(), Instant::now(), Map::new());
         let names: Vec<_> = t
             .events()
             .iter()
@@ -428,14 +360,7 @@ mod tests {
         let early = Instant::now();
         std::thread::sleep(Duration::from_millis(5));
         let t = Trace::new("x");
-        t.span(
-            "thin-link",
-            "link",
-            MAIN_LANE,
-            early,
-            Instant::now(),
-            Map::new(),
-        );
+        t.span("thin-link", "link", MAIN_LANE, early, Instant::now(), Map::new());
         let e = of_phase(&t.events(), "X")[0].clone();
         assert!(e["dur"].as_i64().unwrap() >= 5_000, "{e}");
     }
@@ -449,11 +374,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["traceEvents"].as_array().unwrap().len(), t.events().len());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary left"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
     }
 
     #[test]
@@ -473,9 +394,7 @@ mod tests {
         assert_eq!(events.len(), 8 * per_trace);
         // Every line is one whole event.
         for line in text.lines().skip(1) {
-            let ev = line
-                .strip_suffix(',')
-                .expect("event line ends with a comma");
+            let ev = line.strip_suffix(',').expect("event line ends with a comma");
             serde_json::from_str::<Value>(ev).unwrap();
         }
     }
@@ -485,17 +404,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (t, _) = sample();
         let written = t.save(dir.path(), Path::new("mod/foo.o")).unwrap();
-        assert_eq!(
-            written,
-            dir.path()
-                .join(format!("foo.o.{}.trace.json", std::process::id()))
-        );
-        assert!(
-            read_events(&std::fs::read_to_string(&written).unwrap())
-                .unwrap()
-                .len()
-                > 3
-        );
+        assert_eq!(written, dir.path().join(format!("foo.o.{}.trace.json", std::process::id())));
+        assert!(read_events(&std::fs::read_to_string(&written).unwrap()).unwrap().len() > 3);
 
         let file = dir.path().join("all.json");
         assert_eq!(t.save(&file, Path::new("vmlinux.o")).unwrap(), file);
@@ -505,12 +415,9 @@ mod tests {
     #[test]
     fn read_events_accepts_every_form() {
         let e = r#"{"ph":"X","name":"a","ts":1,"dur":2,"pid":1,"tid":0}"#;
-        for text in [
-            format!(r#"{{"traceEvents":[{e}]}}"#),
-            format!("[{e}]"),
-            format!("[\n{e},\n"),
-            format!("[\n{e},\n]\n"),
-        ] {
+        for text in
+            [format!(r#"{{"traceEvents":[{e}]}}"#), format!("[{e}]"), format!("[\n{e},\n"), format!("[\n{e},\n]\n")]
+        {
             assert_eq!(read_events(&text).unwrap().len(), 1, "{text}");
         }
         assert_eq!(read_events("[\n").unwrap().len(), 0);

@@ -157,21 +157,13 @@ impl Ran {
     /// (a signal does not count as a clean failure).
     #[track_caller]
     pub fn failed(self) -> Ran {
-        assert!(
-            self.status.code().is_some_and(|c| c != 0),
-            "command should have exited non-zero\n{}",
-            self.report()
-        );
+        assert!(self.status.code().is_some_and(|c| c != 0), "command should have exited non-zero\n{}", self.report());
         self
     }
 
     #[track_caller]
     pub fn stderr_contains(&self, needle: &str) -> &Ran {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.report()
-        );
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}\n{}", self.report());
         self
     }
 
@@ -197,9 +189,7 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// Quote for a POSIX shell, so a printed command can be pasted.
 pub fn shell_quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    let safe = !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    let safe = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
     if safe {
         s.into_owned()
     } else {
@@ -234,10 +224,7 @@ pub fn command_line(cmd: &Command) -> String {
 /// Run to completion, capturing stdout and stderr.
 pub fn run(cmd: &mut Command) -> Ran {
     let cmdline = command_line(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
     let ran = Ran {
         cmdline,
         status: out.status,
@@ -258,9 +245,7 @@ pub fn run(cmd: &mut Command) -> Ran {
 pub fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("KDTHIN_")
-            || matches!(&*k, "MAKEFLAGS" | "MFLAGS" | "MAKELEVEL" | "LD" | "AR")
-        {
+        if k.starts_with("KDTHIN_") || matches!(&*k, "MAKEFLAGS" | "MFLAGS" | "MAKELEVEL" | "LD" | "AR") {
             cmd.env_remove(&*k);
         }
     }
@@ -292,16 +277,10 @@ impl Tree {
 
     fn copy_from(src: &Path, format: CmdFormat) -> Tree {
         let prefix = format!("{}-", test_name().replace("::", "-"));
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("create temp dir");
+        let tmp =
+            tempfile::Builder::new().prefix(&prefix).tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("create temp dir");
         let root = tmp.path().join("mini");
-        let tree = Tree {
-            tmp: Some(tmp),
-            root,
-            format,
-        };
+        let tree = Tree { tmp: Some(tmp), root, format };
         // cp -a: the tests depend on mtimes (.cmd newer than its object).
         run(Command::new("cp").arg("-a").arg(src).arg(&tree.root)).ok();
         tree
@@ -368,9 +347,7 @@ impl Tree {
         let printed = run(&mut cmd).ok().stdout;
         let mut words = printed.split_whitespace();
         assert!(words.next().is_some(), "empty link command for {target}");
-        std::iter::once(linker.program())
-            .chain(words.map(OsString::from))
-            .collect()
+        std::iter::once(linker.program()).chain(words.map(OsString::from)).collect()
     }
 
     /// Run one link step directly (not through make), in the tree, with
@@ -392,9 +369,7 @@ impl Tree {
     /// Run the fixture's executable (`prog` or another one) and return its stdout.
     #[track_caller]
     pub fn run_program(&self, rel: &str) -> String {
-        run(Command::new(self.path(rel)).current_dir(&self.root))
-            .ok()
-            .stdout
+        run(Command::new(self.path(rel)).current_dir(&self.root)).ok().stdout
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -414,9 +389,7 @@ impl Tree {
     }
 
     pub fn mtime(&self, rel: &str) -> SystemTime {
-        fs::metadata(self.path(rel))
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|e| panic!("stat {rel}: {e}"))
+        fs::metadata(self.path(rel)).and_then(|m| m.modified()).unwrap_or_else(|e| panic!("stat {rel}: {e}"))
     }
 
     pub fn set_mtime(&self, rel: &str, t: SystemTime) {
@@ -444,7 +417,9 @@ impl Tree {
     /// accepts when parsing but rejects in codegen (`-mcmodel=bogus`): the
     /// backend built from that `.cmd` fails, nothing else does.
     pub fn break_backend_of(&self, obj: &str) {
-        self.edit(&Tree::cmd_file(obj), |s| s.replace(&format!(" -c -o {obj} "), &format!(" -mcmodel=bogus -c -o {obj} ")));
+        self.edit(&Tree::cmd_file(obj), |s| {
+            s.replace(&format!(" -c -o {obj} "), &format!(" -mcmodel=bogus -c -o {obj} "))
+        });
     }
 
     /// Rewrite a file through `f`, keeping its mtime, so that neither make
@@ -471,10 +446,7 @@ impl Tree {
     pub fn work_dirs(&self) -> Vec<PathBuf> {
         self.snapshot()
             .paths()
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(".tmp_kdthin"))
-            })
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".tmp_kdthin")))
             .cloned()
             .collect()
     }
@@ -511,9 +483,7 @@ pub struct LtoLine {
 impl LtoLine {
     pub fn parse(line: &str) -> Option<LtoLine> {
         let w: Vec<&str> = line.split_whitespace().collect();
-        let [lto, output, modules, "modules,", cached, "cached,", compiled, "compiled,", secs] =
-            w[..]
-        else {
+        let [lto, output, modules, "modules,", cached, "cached,", compiled, "compiled,", secs] = w[..] else {
             return None;
         };
         if lto != "LTO" || !secs.ends_with('s') {
@@ -532,19 +502,11 @@ impl Ran {
     /// The one LTO line for `output` in this command's stdout.
     #[track_caller]
     pub fn lto_line(&self, output: &str) -> LtoLine {
-        let lines: Vec<LtoLine> = self
-            .stdout
-            .lines()
-            .filter_map(LtoLine::parse)
-            .filter(|l| l.output == output)
-            .collect();
+        let lines: Vec<LtoLine> =
+            self.stdout.lines().filter_map(LtoLine::parse).filter(|l| l.output == output).collect();
         match &lines[..] {
             [one] => one.clone(),
-            _ => panic!(
-                "expected one `LTO  {output}  ...` line, found {}\n{}",
-                lines.len(),
-                self.report()
-            ),
+            _ => panic!("expected one `LTO  {output}  ...` line, found {}\n{}", lines.len(), self.report()),
         }
     }
 }
@@ -597,10 +559,7 @@ pub fn defined_globals(path: &Path) -> Vec<String> {
 
 /// Names of undefined symbols.
 pub fn undefined_symbols(path: &Path) -> Vec<String> {
-    nm(path, &["--undefined-only"])
-        .into_iter()
-        .map(|s| s.split(' ').next().unwrap().to_string())
-        .collect()
+    nm(path, &["--undefined-only"]).into_iter().map(|s| s.split(' ').next().unwrap().to_string()).collect()
 }
 
 /// Section names of an ELF object.
@@ -623,10 +582,7 @@ pub fn assert_same_lines(what: &str, expected: &[String], actual: &[String]) {
         return;
     }
     let only = |a: &[String], b: &[String]| -> String {
-        a.iter()
-            .filter(|x| !b.contains(x))
-            .map(|x| format!("    {x}\n"))
-            .collect()
+        a.iter().filter(|x| !b.contains(x)).map(|x| format!("    {x}\n")).collect()
     };
     panic!(
         "{what} differ\n  only in reference (ld.lld):\n{}  only in kdthin-ld:\n{}",
@@ -644,10 +600,7 @@ pub struct LinkResults {
 
 impl LinkResults {
     pub fn of(tree: &Tree) -> LinkResults {
-        LinkResults {
-            vmlinux_o: defined_globals(&tree.path("vmlinux.o")),
-            prog_stdout: tree.run_program("prog"),
-        }
+        LinkResults { vmlinux_o: defined_globals(&tree.path("vmlinux.o")), prog_stdout: tree.run_program("prog") }
     }
 }
 
@@ -668,10 +621,7 @@ kvm vcpus = 8
 /// What a successful link may add or rewrite in the tree: a link output,
 /// the .cmd file make writes after it, native objects next to bitcode.
 pub fn is_link_product(p: &Path) -> bool {
-    is_native_object(p)
-        || LINK_OUTPUTS
-            .iter()
-            .any(|o| p == Path::new(o) || p == Path::new(&Tree::cmd_file(o)))
+    is_native_object(p) || LINK_OUTPUTS.iter().any(|o| p == Path::new(o) || p == Path::new(&Tree::cmd_file(o)))
 }
 
 /// Files kdthin-ld must never leave in the tree (unless told to keep its
@@ -683,9 +633,7 @@ pub fn assert_no_litter(tree: &Tree) {
         .paths()
         .filter(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(".tmp_kdthin")
-                || name.ends_with(".thinlto.bc")
-                || name.ends_with(".imports")
+            name.starts_with(".tmp_kdthin") || name.ends_with(".thinlto.bc") || name.ends_with(".imports")
         })
         .map(|p| p.display().to_string())
         .collect();

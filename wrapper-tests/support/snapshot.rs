@@ -8,10 +8,7 @@ use std::time::SystemTime;
 #[derive(Clone, PartialEq, Eq)]
 enum Entry {
     Dir,
-    File {
-        contents: Vec<u8>,
-        mtime: SystemTime,
-    },
+    File { contents: Vec<u8>, mtime: SystemTime },
     Symlink(PathBuf),
 }
 
@@ -35,22 +32,14 @@ impl Snapshot {
 
     /// Paths added, removed or changed (contents or mtime) since `before`,
     /// for which `allowed` is false. Each comes with what happened to it.
-    pub fn unexpected_changes(
-        &self,
-        before: &Snapshot,
-        allowed: impl Fn(&Path) -> bool,
-    ) -> Vec<String> {
+    pub fn unexpected_changes(&self, before: &Snapshot, allowed: impl Fn(&Path) -> bool) -> Vec<String> {
         let mut out = Vec::new();
         for (p, old) in &before.entries {
             match self.entries.get(p) {
                 None if !allowed(p) => out.push(format!("removed:  {}", p.display())),
                 Some(new) if new != old && !allowed(p) => {
                     let what = match (old, new) {
-                        (Entry::File { contents: a, .. }, Entry::File { contents: b, .. })
-                            if a == b =>
-                        {
-                            "touched"
-                        }
+                        (Entry::File { contents: a, .. }, Entry::File { contents: b, .. }) if a == b => "touched",
                         _ => "modified",
                     };
                     out.push(format!("{what}: {}", p.display()));
@@ -70,11 +59,7 @@ impl Snapshot {
     #[track_caller]
     pub fn assert_only_changes(&self, before: &Snapshot, allowed: impl Fn(&Path) -> bool) {
         let bad = self.unexpected_changes(before, allowed);
-        assert!(
-            bad.is_empty(),
-            "unexpected changes in the tree:\n  {}",
-            bad.join("\n  ")
-        );
+        assert!(bad.is_empty(), "unexpected changes in the tree:\n  {}", bad.join("\n  "));
     }
 }
 
@@ -85,8 +70,7 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
         let ent = ent.expect("dir entry");
         let rel = rel.join(ent.file_name());
         let path = root.join(&rel);
-        let meta =
-            fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+        let meta = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
         if meta.file_type().is_symlink() {
             out.insert(rel, Entry::Symlink(fs::read_link(&path).expect("readlink")));
         } else if meta.is_dir() {
@@ -95,13 +79,7 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
         } else {
             // A file we cannot read (a permission test) is kept by mtime.
             let contents = fs::read(&path).unwrap_or_default();
-            out.insert(
-                rel,
-                Entry::File {
-                    contents,
-                    mtime: meta.modified().expect("mtime"),
-                },
-            );
+            out.insert(rel, Entry::File { contents, mtime: meta.modified().expect("mtime") });
         }
     }
 }
