@@ -417,7 +417,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     if let Some(c) = &backends.cache {
         rec.update(|r| r.cache_misses = c.link_stats().misses as usize);
     }
-    let cached = summary.succeeded.iter().filter(|o| matches!(o.ran_on, "cache" | "remote-cache")).count();
+    let cached = summary.succeeded.iter().filter(|o| o.from_cache()).count();
     let remote_ran = summary.succeeded.iter().filter(|o| o.ran_on == "remote").count();
     exec::signals::park_if_cancelled();
     let jobs_by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();

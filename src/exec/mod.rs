@@ -51,6 +51,14 @@ pub struct JobOutcome {
     pub already_installed: bool,
 }
 
+impl JobOutcome {
+    /// Served from a cache (ours, or a REAPI action cache) rather than
+    /// compiled for this link.
+    pub fn from_cache(&self) -> bool {
+        matches!(self.ran_on, "cache" | "remote-cache")
+    }
+}
+
 #[derive(Debug)]
 pub enum JobError {
     /// The command ran and failed (exit status or signal), with its stderr.

@@ -131,8 +131,7 @@ impl LinkRecorder {
         let start = Instant::now();
         let summary = progress.while_running(run);
         self.phase(BACKENDS, start, Instant::now());
-        // The caching executor reports a hit as a success that ran on "cache".
-        let cached: HashSet<usize> = summary.succeeded.iter().filter(|o| o.ran_on == "cache").map(|o| o.id).collect();
+        let cached: HashSet<usize> = summary.succeeded.iter().filter(|o| o.from_cache()).map(|o| o.id).collect();
         let mut b = lock(&self.backends);
         let finished = std::mem::take(&mut b.finished);
         for d in &finished {
@@ -321,17 +320,18 @@ mod tests {
             job(1, "mm/slab.o", 300),
             job(2, "lib/string.o", 10),
             job(3, "init/main.o", 100),
+            job(4, "lib/ctype.o", 50),
         ];
         let summary = rec.backends(&jobs, || {
             play(
                 &rec,
                 vec![
-                    vec![(0, 25, Finish::Ok, "local")],
+                    vec![(0, 25, Finish::Ok, "local"), (4, 0, Finish::Ok, "remote-cache")],
                     vec![(3, 0, Finish::Ok, "cache"), (1, 5, Finish::Ok, "local"), (2, 5, Finish::Failed, "local")],
                 ],
             )
         });
-        assert_eq!(summary.succeeded.len(), 3, "the scheduler's summary is passed through");
+        assert_eq!(summary.succeeded.len(), 4, "the scheduler's summary is passed through");
         let f0 = Instant::now();
         std::thread::sleep(Duration::from_millis(7));
         rec.phase(FINAL_LINK, f0, Instant::now());
@@ -346,7 +346,8 @@ mod tests {
         assert_eq!(reports.len(), 1);
         let r = &reports[0];
         assert_eq!((r.output.as_str(), r.exit_code, r.modules), ("vmlinux.o", Some(1), 4));
-        assert_eq!((r.compiled, r.cache_hits), (2, 1));
+        // Our cache and a REAPI action cache both count as hits.
+        assert_eq!((r.compiled, r.cache_hits), (2, 2));
         assert_eq!(r.real_ld, "/usr/bin/ld.lld-22");
         assert!((r.times.thin_link - 0.03).abs() < 1e-6 && r.times.final_link >= 0.007, "{:?}", r.times);
         assert!(r.times.backends >= 0.025 && r.times.total >= r.times.backends, "{:?}", r.times);
@@ -382,7 +383,7 @@ mod tests {
         let text = crate::report::summarize(&dir.path().join("r.jsonl")).unwrap();
         assert!(text.contains("kernel/sched.o"), "{text}");
         let text = crate::report::summarize(&dir.path().join("t.json")).unwrap();
-        assert!(text.starts_with("1 link, 4 modules, 2 compiled, 1 cache hits"), "{text}");
+        assert!(text.starts_with("1 link, 5 modules, 2 compiled, 2 cache hits"), "{text}");
         let row = text.lines().find(|l| l.starts_with("vmlinux.o")).unwrap();
         assert_eq!(row.split_whitespace().last(), Some("1"), "exit status from the link span: {text}");
     }
