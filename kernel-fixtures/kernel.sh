@@ -1,0 +1,779 @@
+#!/usr/bin/env bash
+# kernel-fixtures/kernel.sh: build real Linux kernels with kdthin-ld and check
+# them against ld.lld's own in-process ThinLTO.
+#
+#   kernel.sh test      what `make kernel-test` (CI) runs: 6.12:22:ref,kdthin,boot
+#                       and 6.1:14:ref,intree (TEST_SPECS below)
+#   kernel.sh matrix    every combination (MATRIX_SPECS below: 6.12 with LLVM 22
+#                       and 19, 6.1 with LLVM 14); writes docs/KERNEL-MATRIX.md
+#   kernel.sh demo      one 6.12 build with kdthin-ld, output live, then a boot
+#   kernel.sh run SPEC...   SPEC is KERNEL:LLVM:STEPS, e.g. 6.12:22:ref,kdthin,boot
+#   kernel.sh deps      install what the harness needs (apt) and stop
+#
+# Kernels are Debian's linux-source-X packages, configured as x86_64
+# tinyconfig + configs/lto-boot.config, built from scratch with make -j$(nproc).
+#
+# Steps of a SPEC (run in this order, whatever order they are given in):
+#   ref     out-of-tree (O=) build with the real ld.lld: the reference
+#   kdthin  out-of-tree build with LD=kdthin-ld
+#   intree  in-tree build with LD=kdthin-ld, in a private copy of the source
+#           tree (an in-tree build would make the shared tree unusable for O=)
+#   boot    boot every kernel of this SPEC in qemu (TCG) with an initramfs
+#           holding initramfs/init.c (static) and the modules; passes when
+#           init's marker and a successful finit_module of each module show
+#           on the serial console within the time limit
+# Each kdthin-ld build is checked: every .config option of the fragment set;
+# .config identical to the reference's; vmlinux.o and each multi-object module
+# went through kdthin-ld's distributed path (its `LTO` lines); single-object
+# modules fell back with the documented reason (their .cmd does not exist yet);
+# defined global symbols (llvm-nm: name, type) of vmlinux.o and every .ko equal
+# the reference's; no objtool/modpost warning the reference lacks; and
+# `scripts/extract-ikconfig vmlinux` equals .config (checked for every build).
+# Beyond that, the table reports any other difference from ld.lld's output
+# (symbol binding/visibility and sizes, vmlinux.o's section count, the final
+# vmlinux's global symbols); with KDTHIN_KERNEL_STRICT=1 those fail too.
+#
+# Environment:
+#   KDTHIN_BIN               kdthin-ld to test (default: target/release/kdthin-ld)
+#   KDTHIN_KERNEL_WORK       work folder (default /var/tmp/kdthin-kernels): sources,
+#                            build trees, logs; reused between runs, never committed
+#   KDTHIN_KERNEL_SRC_6_12   use this extracted source tree for 6.12 instead of
+#                            extracting the Debian tarball (likewise _6_1); it
+#                            must be clean, it is only read
+#   KDTHIN_KERNEL_REUSE_REF  0: rebuild reference kernels even when an earlier run
+#                            built one from the same inputs (default 1: reuse)
+#   KDTHIN_KERNEL_JOBS       make -j (default: nproc)
+#   KDTHIN_KERNEL_V          kbuild V= (default 0; 1 also logs kdthin-ld's commands)
+#   KDTHIN_KERNEL_STRICT     1: any difference from ld.lld's output fails (see above)
+#   KDTHIN_BOOT_TIMEOUT      seconds per boot (default 240)
+#   KDTHIN_NO_APT            1: never run apt-get, fail if something is missing
+
+set -Eeuo pipefail
+shopt -s nullglob
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+WORK=${KDTHIN_KERNEL_WORK:-/var/tmp/kdthin-kernels}
+KDTHIN=${KDTHIN_BIN:-$REPO/target/release/kdthin-ld}
+FRAGMENT=$HERE/configs/lto-boot.config
+INIT_C=$HERE/initramfs/init.c
+JOBS=${KDTHIN_KERNEL_JOBS:-$(nproc)}
+KV=${KDTHIN_KERNEL_V:-0}
+BOOT_TIMEOUT=${KDTHIN_BOOT_TIMEOUT:-240}
+REUSE_REF=${KDTHIN_KERNEL_REUSE_REF:-1}
+MATRIX_DOC=$REPO/docs/KERNEL-MATRIX.md
+
+# CI: both .cmd formats (6.12 `savedcmd_`, 6.1 `cmd_`), an in-tree build and
+# one boot of each linker's kernel; four tinyconfig builds (~15 min on 2 CPUs).
+TEST_SPECS=("6.12:22:ref,kdthin,boot" "6.1:14:ref,intree")
+MATRIX_SPECS=("6.12:22:ref,kdthin,boot" "6.12:19:ref,kdthin,boot" "6.1:14:ref,kdthin,intree,boot")
+STEP_ORDER=(ref kdthin intree boot)
+# Modules the fragment builds and init loads; path without .ko, in the object tree.
+BOOT_MODULES=(fs/configfs/configfs lib/crc-ccitt)
+INIT_MARK='KDTHIN-INIT:'
+
+BASE_PACKAGES=(make gcc libc6-dev xz-utils cpio flex bison bc libelf-dev libssl-dev pkg-config qemu-system-x86)
+
+# A parent make (`make kernel-test -s V=1 ...`) must not leak its flags, its
+# jobserver or its command-line variables into the kernel's make: `-s` would
+# also silence kdthin-ld's LTO lines the checks look for.
+unset MAKEFLAGS MFLAGS MAKEOVERRIDES MAKELEVEL GNUMAKEFLAGS
+unset KBUILD_OUTPUT KCONFIG_CONFIG ARCH SRCARCH CROSS_COMPILE LLVM CC LD HOSTCC O V KDTHIN_LD
+
+# ---------------------------------------------------------------------------
+# Messages, failure context, results
+
+# What is running now; printed when something fails.
+CUR_KVER=- CUR_LLVM=- CUR_NAME=- CUR_STEP=setup CUR_TREE=- CUR_LOGS=-
+RESULTS=$WORK/results
+
+say() { printf '%s\n' "kernel.sh: $*"; }
+
+# Store one field of the current build's results row.
+record() {
+	[[ $CUR_NAME != - ]] || return 0
+	mkdir -p "$RESULTS"
+	printf '%s\n' "$2" >"$RESULTS/$CUR_NAME.$1"
+}
+
+report_failure() {
+	{
+		echo
+		echo "kernel.sh: FAILED: kernel $CUR_KVER, clang-$CUR_LLVM, build $CUR_NAME, step $CUR_STEP"
+		echo "  $*"
+		echo "  build tree kept: $CUR_TREE"
+		echo "  logs: $CUR_LOGS"
+	} >&2
+	record result "FAIL: $CUR_STEP"
+}
+
+fail() {
+	report_failure "$*"
+	exit 1
+}
+
+err_trap() { trap 'report_failure "command failed (exit $?): $BASH_COMMAND (line $LINENO)"' ERR; }
+err_trap
+
+step() {
+	CUR_STEP=$1
+	say "[$CUR_NAME] $1"
+}
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+
+# Seconds since $1 as e.g. "2m05s".
+elapsed() {
+	local s
+	s=$(awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", b - a + 0.5 }')
+	printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+
+# Run a command with its output appended to a log; on failure show the tail.
+logged() {
+	local log=$1
+	shift
+	printf '+ %s\n' "$*" >>"$log"
+	if ! "$@" >>"$log" 2>&1; then
+		echo "---- last 40 lines of $log ----" >&2
+		tail -n 40 "$log" >&2
+		fail "failed: $*"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Packages and sources
+
+need_root() {
+	if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+ensure_packages() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	[[ ${KDTHIN_NO_APT:-0} != 1 ]] || fail "missing packages (KDTHIN_NO_APT=1): ${missing[*]}"
+	say "installing: ${missing[*]}"
+	if ! need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
+		((APT_UPDATED == 0)) || fail "apt-get install ${missing[*]} failed"
+		APT_UPDATED=1
+		need_root apt-get update
+		need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" ||
+			fail "apt-get install ${missing[*]} failed"
+	fi
+}
+
+# ensure_toolchain LLVM [more packages]
+ensure_toolchain() { ensure_packages "clang-$1" "lld-$1" "llvm-$1" "${@:2}"; }
+
+# The pristine source tree of a kernel version, extracted on first use from
+# Debian's linux-source-X package (or the tree named by KDTHIN_KERNEL_SRC_X_Y).
+source_tree() {
+	local kver=$1 var dir tarball
+	var=KDTHIN_KERNEL_SRC_${kver//./_}
+	if [[ -n ${!var:-} ]]; then
+		[[ -f ${!var}/Makefile ]] || fail "$var=${!var}: not a kernel source tree"
+		printf '%s\n' "${!var}"
+		return
+	fi
+	dir=$WORK/src/linux-source-$kver
+	if [[ ! -f $dir/Makefile ]]; then
+		tarball=/usr/src/linux-source-$kver.tar.xz
+		[[ -f $tarball ]] || ensure_packages "linux-source-$kver" >&2
+		[[ -f $tarball ]] || fail "$tarball missing after installing linux-source-$kver"
+		say "extracting $tarball into $WORK/src" >&2
+		rm -rf "$dir.tmp"
+		mkdir -p "$dir.tmp"
+		tar -C "$dir.tmp" -xf "$tarball"
+		mv "$dir.tmp/linux-source-$kver" "$dir"
+		rmdir "$dir.tmp"
+	fi
+	printf '%s\n' "$dir"
+}
+
+# ---------------------------------------------------------------------------
+# Building
+
+# Set by setup_build for the build named $CUR_NAME.
+SRC='' OBJ='' LOGS='' KIND='' LLVM_N='' KMAKE=()
+
+# setup_build KVER LLVM KIND: names, trees and the kernel make command line.
+setup_build() {
+	local kver=$1 llvm=$2 kind=$3
+	KIND=$kind LLVM_N=$llvm
+	CUR_KVER=$kver CUR_LLVM=$llvm CUR_NAME=$kver-llvm$llvm-$kind
+	SRC=$(source_tree "$kver")
+	OBJ=$WORK/build/$CUR_NAME
+	LOGS=$WORK/logs/$CUR_NAME
+	CUR_TREE=$OBJ CUR_LOGS=$LOGS
+	KMAKE=(make -j"$JOBS" ARCH=x86_64 "LLVM=-$llvm" "V=$KV")
+	case $kind in
+	ref) KMAKE+=(-C "$SRC" "O=$OBJ") ;;
+	kdthin) KMAKE+=(-C "$SRC" "O=$OBJ" "LD=$KDTHIN") ;;
+	intree) KMAKE+=(-C "$OBJ" "LD=$KDTHIN") ;;
+	*) fail "unknown build kind $kind" ;;
+	esac
+}
+
+# What a reference build depends on; equal keys let a later run reuse it.
+ref_key() {
+	{
+		echo "reference format 1" # bump when configure/build change meaning
+		sha256sum <"$FRAGMENT"
+		stat -L -c '%n %s %Y' "$SRC/Makefile" "$SRC/scripts/Makefile.build"
+		"clang-$LLVM_N" --version | head -n 1
+		"ld.lld-$LLVM_N" --version
+	} 2>&1 | sha256sum | cut -d' ' -f1
+}
+
+fresh_tree() {
+	rm -rf "$OBJ"
+	if [[ $KIND == intree ]]; then
+		# A private copy: an in-tree build leaves .config and objects in the
+		# source tree, after which kbuild refuses O= builds from it.
+		rm -rf "$OBJ.tmp"
+		mkdir -p "$OBJ.tmp"
+		cp -a "$SRC/." "$OBJ.tmp/"
+		mv "$OBJ.tmp" "$OBJ"
+	else
+		mkdir -p "$OBJ"
+	fi
+}
+
+# Every line of the fragment must hold in .config.
+verify_fragment() {
+	local config=$1 line sym bad=()
+	while IFS= read -r line; do
+		if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
+			grep -qxF -- "$line" "$config" || bad+=("$line (got: $(grep -E "^(# )?${BASH_REMATCH[1]}[= ]" "$config" || echo unset))")
+		elif [[ $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+			sym=${BASH_REMATCH[1]}
+			! grep -q "^$sym=" "$config" || bad+=("$line (got: $(grep "^$sym=" "$config"))")
+		fi
+	done <"$FRAGMENT"
+	((${#bad[@]} == 0)) || fail "options of $FRAGMENT not in effect after olddefconfig: ${bad[*]}"
+}
+
+configure() {
+	step configure
+	logged "$LOGS/config.log" "${KMAKE[@]}" tinyconfig
+	logged "$LOGS/config.log" "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT"
+	logged "$LOGS/config.log" "${KMAKE[@]}" olddefconfig
+	verify_fragment "$OBJ/.config"
+}
+
+compile_kernel() {
+	local t0
+	step build
+	t0=$(now)
+	logged "$LOGS/build.log" "${KMAKE[@]}" all
+	record time "$(elapsed "$t0")"
+	[[ -f $OBJ/arch/x86/boot/bzImage ]] || fail "no arch/x86/boot/bzImage"
+}
+
+# build KVER LLVM KIND: configure and build from scratch (a reference build
+# may be reused, see ref_key), then the checks every build gets.
+build() {
+	setup_build "$@"
+	local key=
+	if [[ $KIND == ref ]]; then
+		key=$(ref_key)
+		if [[ $REUSE_REF != 0 && -f $OBJ/.kdthin-harness-ok && $(cat "$OBJ/.kdthin-harness-ok") == "$key" ]]; then
+			say "[$CUR_NAME] reusing the reference build in $OBJ (KDTHIN_KERNEL_REUSE_REF=0 rebuilds)"
+			rm -f "$RESULTS/$CUR_NAME".*
+			record time "$(cat "$LOGS/time" 2>/dev/null || echo '?') (reused)"
+			check_ikconfig
+			record result ok
+			return
+		fi
+	fi
+	say "[$CUR_NAME] tree $OBJ, logs $LOGS"
+	rm -rf "$LOGS"
+	mkdir -p "$LOGS"
+	rm -f "$RESULTS/$CUR_NAME".*
+	fresh_tree
+	configure
+	compile_kernel
+	check_ikconfig
+	cp "$RESULTS/$CUR_NAME.time" "$LOGS/time"
+	[[ -z $key ]] || printf '%s\n' "$key" >"$OBJ/.kdthin-harness-ok"
+	record result ok
+}
+
+# ---------------------------------------------------------------------------
+# Checks
+
+check_ikconfig() {
+	step "check extract-ikconfig"
+	"$SRC/scripts/extract-ikconfig" "$OBJ/vmlinux" >"$LOGS/ikconfig.txt" 2>"$LOGS/ikconfig.err" ||
+		fail "scripts/extract-ikconfig vmlinux failed: $(cat "$LOGS/ikconfig.err")"
+	cmp -s "$LOGS/ikconfig.txt" "$OBJ/.config" ||
+		fail "the configuration embedded in vmlinux differs from .config: diff $LOGS/ikconfig.txt $OBJ/.config"
+	record ikconfig "= .config"
+}
+
+# Object paths (foo/bar.o) of the modules of a build tree, sorted.
+module_objects() {
+	sed -e 's/\.ko$/.o/' "$1/modules.order" | LC_ALL=C sort
+}
+
+# The `LTO` line kdthin-ld prints for OUTPUT: "  LTO     OUTPUT  N modules, M compiled, Ts".
+lto_line() {
+	awk -v out="$2" '$1 == "LTO" && $2 == out { sub(/^ *LTO +[^ ]+ +/, ""); print; found = 1; exit }
+		END { exit !found }' "$1"
+}
+
+# kdthin-ld's messages about OUTPUT, for error messages.
+said_about() {
+	grep -F "kdthin-ld: $2: " "$1" || echo "nothing"
+}
+
+# The distributed path took vmlinux.o and every multi-object module; a
+# single-object module's `ld -r` (inside its compile recipe, before kbuild
+# writes its .cmd) fell back in-process for exactly that reason.
+check_lto_lines() {
+	step "check kdthin-ld LTO lines"
+	local log=$LOGS/build.log line o mod n tmp cmdf multi=0 single=0 single_lto=0 expected=()
+	grep -n '^kdthin-ld: error' "$log" && fail "kdthin-ld reported errors (see $log)"
+	line=$(lto_line "$log" vmlinux.o) ||
+		fail "no '  LTO     vmlinux.o ...' line in $log: vmlinux.o was not linked by the distributed path; kdthin-ld said: $(said_about "$log" vmlinux.o)"
+	record vmlinux "$line"
+	while read -r o; do
+		mod=${o%.o}.mod
+		[[ -f $OBJ/$mod ]] || fail "$mod missing"
+		n=$(grep -c . "$OBJ/$mod")
+		if ((n > 1)); then
+			lto_line "$log" "$o" >/dev/null ||
+				fail "no LTO line for the multi-object module $o ($n objects, $mod); kdthin-ld said: $(said_about "$log" "$o")"
+			multi=$((multi + 1))
+		else
+			tmp=$(dirname "$o")/.tmp_$(basename "$o")
+			cmdf=$(dirname "$o")/.$(basename "$o").cmd
+			if lto_line "$log" "$tmp" >/dev/null; then
+				single_lto=$((single_lto + 1))
+			else
+				line="kdthin-ld: $tmp: linking in-process: $o: $cmdf: no such file"
+				grep -qxF -- "$line" "$log" ||
+					fail "single-object module $o: neither an LTO line for $tmp nor the fallback line '$line'; kdthin-ld said: $(said_about "$log" "$tmp")"
+				expected+=("$line")
+			fi
+			single=$((single + 1))
+		fi
+	done < <(module_objects "$OBJ")
+	# Any other fallback is a regression.
+	local others
+	others=$(grep 'linking in-process' "$log" | grep -vxF -f <(printf '%s\n' "${expected[@]}" "<none>") || true)
+	[[ -z $others ]] || fail "unexpected in-process fallbacks:"$'\n'"$others"
+	record multi "$multi/$multi via LTO"
+	record single "$single: $single_lto via LTO, $((single - single_lto)) fell back (no .cmd yet)"
+}
+
+# Symbol listings compared with the reference, one line per defined
+# non-local symbol, sorted. In-tree objects are compared with .llvm.<hash>
+# suffixes masked: ThinLTO derives that hash from the bitcode, which holds
+# the source path (relative in-tree, absolute with O=).
+mask_hashes() {
+	if [[ $KIND == intree ]]; then sed -E 's/\.llvm\.[0-9]+( |$)/.llvm.HASH\1/'; else cat; fi
+}
+
+# "name type" from llvm-nm: the required check.
+nm_symbols() {
+	"llvm-nm-$LLVM_N" --defined-only -g -P "$1" | awk '{ print $1, $2 }' | mask_hashes | LC_ALL=C sort -u
+}
+
+# "name type binding visibility" from the ELF symbol table.
+elf_symbols() {
+	"llvm-readelf-$LLVM_N" -sW "$1" |
+		awk '$1 ~ /^[0-9]+:$/ && $5 != "LOCAL" && $7 != "UND" && NF >= 8 { print $8, $4, $5, $6 }' |
+		mask_hashes | LC_ALL=C sort -u
+}
+
+# "name size" of defined non-local functions and objects.
+elf_sizes() {
+	"llvm-readelf-$LLVM_N" -sW "$1" |
+		awk '$1 ~ /^[0-9]+:$/ && $5 != "LOCAL" && $7 != "UND" && NF >= 8 { print $8, $3 }' |
+		mask_hashes | LC_ALL=C sort -u
+}
+
+section_count() {
+	"llvm-readelf-$LLVM_N" -SW "$1" | grep -c '^ *\[ *[0-9]'
+}
+
+# compare_listing LISTER REF_FILE FILE: 0 when equal; the diff is kept in
+# $LOGS/syms/<file>.<lister>.diff. Prints the number of differing names.
+compare_listing() {
+	local lister=$1 ref=$2 f=$3 out
+	out=$LOGS/syms/${f//\//_}.$lister
+	"$lister" "$ref/$f" >"$out.ref"
+	"$lister" "$OBJ/$f" >"$out"
+	[[ -s $out ]] || fail "$f: no defined global symbols"
+	if diff -u "$out.ref" "$out" >"$out.diff"; then
+		echo 0
+	else
+		grep -E '^[-+][^-+]' "$out.diff" | cut -c2- | cut -d' ' -f1 | sort -u | grep -c . || true
+	fi
+}
+
+# The required check: defined global symbols (llvm-nm, name and type) of
+# vmlinux.o and every .ko equal the reference's.
+check_symbols() {
+	local ref=$1 f n files=0 bad=()
+	step "check symbols against $(basename "$ref")"
+	mkdir -p "$LOGS/syms"
+	cmp -s "$ref/.config" "$OBJ/.config" || fail ".config differs from the reference's: diff $ref/.config $OBJ/.config"
+	diff <(module_objects "$ref") <(module_objects "$OBJ") >"$LOGS/modules.diff" ||
+		fail "not the same modules as the reference: $LOGS/modules.diff"
+	for f in vmlinux.o $(module_objects "$OBJ" | sed 's/\.o$/.ko/'); do
+		n=$(compare_listing nm_symbols "$ref" "$f")
+		if ((n != 0)); then
+			bad+=("$f")
+			head -n 30 "$LOGS/syms/${f//\//_}.nm_symbols.diff" >&2
+		fi
+		files=$((files + 1))
+	done
+	((${#bad[@]} == 0)) || fail "defined global symbols differ from the reference in: ${bad[*]} (diffs in $LOGS/syms/*.diff)"
+	record symbols "= ref ($files files)"
+}
+
+# Beyond the required check: is the output the same as ld.lld's own? Symbol
+# binding/visibility and sizes in vmlinux.o and the .ko files, the number of
+# sections of vmlinux.o, and the global symbols of the final vmlinux.
+# Reported in the table; fails the build only with KDTHIN_KERNEL_STRICT=1.
+check_exact() {
+	local ref=$1 f n diffs=() a b
+	step "compare output details with $(basename "$ref")"
+	for f in vmlinux.o $(module_objects "$OBJ" | sed 's/\.o$/.ko/'); do
+		n=$(compare_listing elf_symbols "$ref" "$f")
+		((n == 0)) || diffs+=("$f: $n binding/visibility")
+		n=$(compare_listing elf_sizes "$ref" "$f")
+		((n == 0)) || diffs+=("$f: $n sizes")
+	done
+	a=$(section_count "$ref/vmlinux.o") b=$(section_count "$OBJ/vmlinux.o")
+	[[ $a == "$b" ]] || diffs+=("vmlinux.o: $b sections, ref $a")
+	n=$(compare_listing nm_symbols "$ref" vmlinux)
+	((n == 0)) || diffs+=("vmlinux: $n global symbols")
+	if ((${#diffs[@]} == 0)); then
+		record exact identical
+		return
+	fi
+	local all
+	all=$(printf '%s; ' "${diffs[@]}")
+	all=${all%; }
+	record exact "$all"
+	say "[$CUR_NAME] output differs from ld.lld's beyond the required checks: $all (diffs in $LOGS/syms)"
+	[[ ${KDTHIN_KERNEL_STRICT:-0} == 0 ]] || fail "output differs from ld.lld's (KDTHIN_KERNEL_STRICT=1): $all"
+}
+
+# objtool and modpost warnings; the build fails on their errors.
+tool_warnings() {
+	grep -E 'objtool:|WARNING: modpost:|^WARNING: ' "$1" | sed -E 's/[[:space:]]+$//' | LC_ALL=C sort -u || true
+}
+
+check_warnings() {
+	local ref=$1 new
+	step "check objtool/modpost warnings"
+	tool_warnings "$WORK/logs/$(basename "$ref")/build.log" >"$LOGS/warnings.ref"
+	tool_warnings "$LOGS/build.log" >"$LOGS/warnings"
+	new=$(LC_ALL=C comm -13 "$LOGS/warnings.ref" "$LOGS/warnings")
+	[[ -z $new ]] || fail "objtool/modpost warnings the reference build does not have:"$'\n'"$new"
+	record warnings "$(grep -c . "$LOGS/warnings" || true)"
+}
+
+# check_against_ref KVER LLVM KIND: after a kdthin-ld build.
+check_kdthin_build() {
+	local ref=$WORK/build/$1-llvm$2-ref
+	setup_build "$@"
+	check_lto_lines
+	if [[ -f $ref/.kdthin-harness-ok ]]; then
+		check_symbols "$ref"
+		check_exact "$ref"
+		check_warnings "$ref"
+	else
+		record symbols "(no reference)"
+	fi
+	record result ok
+}
+
+# ---------------------------------------------------------------------------
+# Booting
+
+INIT_BIN=
+build_init() {
+	[[ -z $INIT_BIN ]] || return 0
+	INIT_BIN=$WORK/initramfs/init
+	mkdir -p "$WORK/initramfs"
+	cc -static -Os -Wall -Werror -o "$INIT_BIN.tmp" "$INIT_C" || fail "cannot build $INIT_C with cc -static"
+	mv "$INIT_BIN.tmp" "$INIT_BIN"
+}
+
+# initramfs: /init and the modules, as a newc cpio (the kernel's built-in
+# initramfs already provides /dev/console).
+make_initramfs() {
+	local out=$1 stage m
+	stage=$LOGS/initramfs
+	rm -rf "$stage"
+	mkdir -p "$stage/modules"
+	cp "$INIT_BIN" "$stage/init"
+	for m in "${BOOT_MODULES[@]}"; do
+		cp "$OBJ/$m.ko" "$stage/modules/" || fail "$m.ko not built"
+	done
+	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$out"
+}
+
+# Run qemu until init's poweroff (or a panic, or the time limit); the
+# serial console goes to $1.
+run_qemu() {
+	local serial=$1 initrd=$2 pid deadline st=0
+	: >"$serial"
+	timeout -k 5 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 256M -smp 1 \
+		-nographic -no-reboot -monitor none -serial stdio \
+		-kernel "$OBJ/arch/x86/boot/bzImage" -initrd "$initrd" \
+		-append "console=ttyS0 panic=-1 oops=panic" </dev/null >"$serial" 2>&1 &
+	pid=$!
+	deadline=$((SECONDS + BOOT_TIMEOUT + 10))
+	# Without ACPI, power-off halts the CPU and qemu keeps running: stop it
+	# once the kernel says it is done.
+	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+		# kernel/reboot.c's last words: "reboot: Power down", "reboot: Power
+		# off not available: System halted instead", "reboot: Restarting system".
+		if grep -qE '^reboot: |Kernel panic|Rebooting in' "$serial"; then
+			sleep 1
+			kill "$pid" 2>/dev/null || true
+			break
+		fi
+		sleep 0.5
+	done
+	wait "$pid" || st=$?
+	# timeout(1) exits 124 when the time limit ended qemu.
+	((st != 124)) || echo "kernel.sh: time limit of ${BOOT_TIMEOUT}s reached" >>"$serial"
+}
+
+boot_fail() {
+	echo "---- last 50 lines of the serial console ($1) ----" >&2
+	tr -d '\r' <"$1" | tail -n 50 >&2
+	fail "$2"
+}
+
+boot_kernel() {
+	setup_build "$@"
+	local serial=$LOGS/serial.log t0 release m
+	step boot
+	[[ -f $OBJ/arch/x86/boot/bzImage ]] || fail "no kernel to boot"
+	build_init
+	make_initramfs "$LOGS/initramfs.cpio"
+	t0=$(now)
+	run_qemu "$serial" "$LOGS/initramfs.cpio"
+	tr -d '\r' <"$serial" >"$serial.txt"
+	release=$(cat "$OBJ/include/config/kernel.release")
+	grep -qxF "$INIT_MARK hello from init, kernel $release" "$serial.txt" ||
+		boot_fail "$serial" "init's marker (kernel $release) did not appear within ${BOOT_TIMEOUT}s"
+	for m in "${BOOT_MODULES[@]}"; do
+		grep -qxF "$INIT_MARK finit_module $(basename "$m").ko: ok" "$serial.txt" ||
+			boot_fail "$serial" "module $(basename "$m").ko did not load"
+	done
+	grep -qE "^$INIT_MARK /proc/modules: configfs " "$serial.txt" || boot_fail "$serial" "configfs missing from /proc/modules"
+	grep -qxF "$INIT_MARK all modules loaded" "$serial.txt" || boot_fail "$serial" "init did not finish"
+	record boot "ok, ${#BOOT_MODULES[@]} modules loaded ($(elapsed "$t0"))"
+}
+
+# ---------------------------------------------------------------------------
+# Specs, table
+
+has_step() { [[ ,$1, == *,$2,* ]]; }
+
+run_spec() {
+	local kver llvm steps s kind
+	IFS=: read -r kver llvm steps <<<"$1"
+	[[ -n $kver && -n $llvm && -n $steps ]] || fail "bad SPEC '$1' (want KERNEL:LLVM:STEPS)"
+	for s in ${steps//,/ }; do
+		[[ " ${STEP_ORDER[*]} " == *" $s "* ]] || fail "unknown step '$s' in '$1' (steps: ${STEP_ORDER[*]})"
+	done
+	CUR_KVER=$kver CUR_LLVM=$llvm
+	ensure_toolchain "$llvm"
+	if has_step "$steps" ref; then
+		build "$kver" "$llvm" ref
+	fi
+	for kind in kdthin intree; do
+		if has_step "$steps" "$kind"; then
+			build "$kver" "$llvm" "$kind"
+			check_kdthin_build "$kver" "$llvm" "$kind"
+		fi
+	done
+	for kind in ref kdthin intree; do
+		if has_step "$steps" boot && has_step "$steps" "$kind"; then
+			boot_kernel "$kver" "$llvm" "$kind"
+		fi
+	done
+}
+
+field() { cat "$RESULTS/$1.$2" 2>/dev/null || echo -; }
+
+# Markdown table of the builds of the given specs.
+table() {
+	local spec kver llvm steps kind name
+	echo "| kernel | LLVM | build | time | vmlinux.o via kdthin-ld | multi-object modules | single-object modules | symbols | other differences from ld.lld | ikconfig | boot | result |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for spec in "$@"; do
+		IFS=: read -r kver llvm steps <<<"$spec"
+		for kind in ref kdthin intree; do
+			has_step "$steps" "$kind" || continue
+			name=$kver-llvm$llvm-$kind
+			case $kind in
+			ref) label="ld.lld, O=" ;; kdthin) label="kdthin-ld, O=" ;; intree) label="kdthin-ld, in-tree" ;;
+			esac
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kver" "$llvm" "$label" \
+				"$(field "$name" time)" "$(field "$name" vmlinux)" "$(field "$name" multi)" \
+				"$(field "$name" single)" "$(field "$name" symbols)" "$(field "$name" exact)" "$(field "$name" ikconfig)" \
+				"$(field "$name" boot)" "$(field "$name" result)"
+		done
+	done
+}
+
+# Wipe the result fields of the builds a run is about to make (kept for
+# reused reference builds until build() decides).
+reset_results() {
+	local spec kver llvm steps kind
+	for spec in "$@"; do
+		IFS=: read -r kver llvm steps <<<"$spec"
+		for kind in kdthin intree; do rm -f "$RESULTS/$kver-llvm$llvm-$kind".*; done
+	done
+}
+
+machine_info() {
+	local v
+	echo "- machine: $(uname -srm), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+	echo "- OS: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release); $(make --version | head -n 1); $(qemu-system-x86_64 --version | head -n 1)"
+	for v in $(printf '%s\n' "$@" | cut -d: -f2 | sort -un); do
+		echo "- LLVM $v: $("clang-$v" --version | head -n 1); $("ld.lld-$v" --version)"
+	done
+	for v in $(printf '%s\n' "$@" | cut -d: -f1 | sort -u); do
+		echo "- Linux $v: $(make -s -C "$(source_tree "$v")" kernelversion 2>/dev/null) (Debian linux-source-$v $(dpkg-query -W -f='${Version}' "linux-source-$v" 2>/dev/null || echo '?'))"
+	done
+	echo "- kdthin-ld: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($(sha256sum "$KDTHIN" | cut -c1-12))"
+}
+
+write_matrix_doc() {
+	{
+		echo "# kdthin-ld on real kernels"
+		echo
+		echo "Written by \`make kernel-matrix\` (kernel-fixtures/kernel.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'). Do not edit by hand."
+		echo
+		echo "Each kernel: x86_64 \`tinyconfig\` + kernel-fixtures/configs/lto-boot.config"
+		echo "(ThinLTO, serial console, initrd, modules with MODVERSIONS, IKCONFIG; configfs=m"
+		echo "from 6 objects, crc-ccitt=m from one), built with \`make -j$JOBS\`. \"symbols\": defined"
+		echo "global symbols (name, type) of vmlinux.o, vmlinux and every .ko equal those of the"
+		echo "ld.lld build. \"boot\": qemu TCG, init loads the modules with finit_module."
+		echo "Times are whole kernel builds (configure excluded)."
+		echo
+		machine_info "$@"
+		echo
+		table "$@"
+	} >"$MATRIX_DOC.tmp"
+	mv "$MATRIX_DOC.tmp" "$MATRIX_DOC"
+	say "wrote $MATRIX_DOC"
+}
+
+# run_specs SPEC...: each spec in a subshell, so one failing does not stop
+# the others; the table at the end; FAILED=1 when any failed.
+# (Not `(run_spec) || ...`: bash ignores set -e inside anything run as the
+# left side of || or &&, however deep.)
+FAILED=0
+run_specs() {
+	local spec st t0
+	t0=$(now)
+	reset_results "$@"
+	for spec in "$@"; do
+		say "=== $spec"
+		set +e
+		trap - ERR
+		(
+			set -e
+			err_trap
+			run_spec "$spec"
+		)
+		st=$?
+		err_trap
+		set -e
+		((st == 0)) || FAILED=1
+	done
+	echo
+	table "$@" | tee "$RESULTS/table.md"
+	echo
+	say "total $(elapsed "$t0"); logs under $WORK/logs, build trees under $WORK/build"
+	((FAILED == 0)) || say "FAILED (see the messages above)"
+}
+
+preflight() {
+	[[ -x $KDTHIN ]] || fail "$KDTHIN: not built (make build, or set KDTHIN_BIN)"
+	KDTHIN=$(readlink -f "$KDTHIN")
+	ensure_packages "${BASE_PACKAGES[@]}"
+	mkdir -p "$WORK"
+	# Two runs in one work folder would delete each other's build trees.
+	exec 9>"$WORK/.lock"
+	flock -n 9 || fail "another kernel.sh run is using $WORK (wait for it, or set KDTHIN_KERNEL_WORK to another folder)"
+}
+
+# demo: a kdthin-ld build with its output on the terminal, then a boot
+# with the serial console shown.
+demo() {
+	local kver=6.12 llvm=22
+	ensure_toolchain "$llvm"
+	setup_build "$kver" "$llvm" kdthin
+	mkdir -p "$LOGS"
+	fresh_tree
+	configure
+	step "build (kdthin-ld's lines are the ones starting with LTO or kdthin-ld)"
+	if ! "${KMAKE[@]}" all 2>&1 | tee "$LOGS/build.log" |
+		{ grep -E --line-buffered '^  (LTO|LD|MODPOST|LD \[M\]|BUILD) |^kdthin-ld' || true; }; then
+		fail "kernel build failed; see $LOGS/build.log"
+	fi
+	check_lto_lines
+	boot_kernel "$kver" "$llvm" kdthin
+	tr -d '\r' <"$LOGS/serial.log" | tail -n 20
+}
+
+usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
+
+main() {
+	local cmd=${1:-}
+	[[ $# -eq 0 ]] || shift
+	case $cmd in
+	test)
+		preflight
+		run_specs "${TEST_SPECS[@]}"
+		;;
+	matrix)
+		preflight
+		run_specs "${MATRIX_SPECS[@]}"
+		write_matrix_doc "${MATRIX_SPECS[@]}"
+		;;
+	run)
+		(($#)) || { usage >&2; exit 2; }
+		preflight
+		run_specs "$@"
+		;;
+	demo)
+		preflight
+		demo
+		;;
+	deps)
+		preflight
+		local spec kver llvm steps
+		for spec in "${MATRIX_SPECS[@]}"; do
+			IFS=: read -r kver llvm steps <<<"$spec"
+			ensure_toolchain "$llvm" "linux-source-$kver"
+		done
+		;;
+	-h | --help | help) usage ;;
+	*) usage >&2; exit 2 ;;
+	esac
+	exit "$FAILED"
+}
+
+# Sourcing the file (for trying a function by hand) runs nothing.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	main "$@"
+fi
