@@ -29,6 +29,8 @@
 # defined global symbols (llvm-nm: name, type) of vmlinux.o and every .ko equal
 # the reference's; no objtool/modpost warning the reference lacks; and
 # `scripts/extract-ikconfig vmlinux` equals .config (checked for every build).
+# kdthin-ld's backend cache (KDTHIN_CACHE_DIR) is private to each build and
+# starts empty, so every backend runs.
 # Beyond that, the table reports any other difference from ld.lld's output
 # (symbol binding/visibility and sizes, vmlinux.o's section count, the final
 # vmlinux's global symbols); with KDTHIN_KERNEL_STRICT=1 those fail too.
@@ -198,7 +200,7 @@ source_tree() {
 # Building
 
 # Set by setup_build for the build named $CUR_NAME.
-SRC='' OBJ='' LOGS='' KIND='' LLVM_N='' KMAKE=()
+SRC='' OBJ='' LOGS='' KIND='' LLVM_N='' CACHE='' KMAKE=()
 
 # setup_build KVER LLVM KIND: names, trees and the kernel make command line.
 setup_build() {
@@ -209,7 +211,11 @@ setup_build() {
 	OBJ=$WORK/build/$CUR_NAME
 	LOGS=$WORK/logs/$CUR_NAME
 	CUR_TREE=$OBJ CUR_LOGS=$LOGS
-	KMAKE=(make -j"$JOBS" ARCH=x86_64 "LLVM=-$llvm" "V=$KV")
+	# kdthin-ld's backend cache: private to the build and emptied before it
+	# (see build), so every backend really runs and runs do not depend on
+	# what ~/.cache/kdthin holds.
+	CACHE=$WORK/cache/$CUR_NAME
+	KMAKE=(env "KDTHIN_CACHE_DIR=$CACHE" make -j"$JOBS" ARCH=x86_64 "LLVM=-$llvm" "V=$KV")
 	case $kind in
 	ref) KMAKE+=(-C "$SRC" "O=$OBJ") ;;
 	kdthin) KMAKE+=(-C "$SRC" "O=$OBJ" "LD=$KDTHIN") ;;
@@ -230,7 +236,7 @@ ref_key() {
 }
 
 fresh_tree() {
-	rm -rf "$OBJ"
+	rm -rf "$OBJ" "$CACHE"
 	if [[ $KIND == intree ]]; then
 		# A private copy: an in-tree build leaves .config and objects in the
 		# source tree, after which kbuild refuses O= builds from it.
