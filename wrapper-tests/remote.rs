@@ -251,12 +251,7 @@ fn killing_the_server_mid_link_falls_back_to_local() {
     }
     server.kill();
     let out = child.wait_with_output().unwrap();
-    let ran = Ran {
-        cmdline,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let ran = Ran::from_output(cmdline, out);
     eprintln!("{}", ran.report());
     let ran = ran.ok();
     let log = remote.take();

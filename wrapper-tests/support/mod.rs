@@ -222,15 +222,22 @@ pub fn command_line(cmd: &Command) -> String {
 }
 
 /// Run to completion, capturing stdout and stderr.
+impl Ran {
+    /// A finished command's result, its output taken as (lossy) text.
+    pub fn from_output(cmdline: String, out: std::process::Output) -> Ran {
+        Ran {
+            cmdline,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Ran {
     let cmdline = command_line(cmd);
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot start: {e}\n$ {cmdline}"));
-    let ran = Ran {
-        cmdline,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let ran = Ran::from_output(cmdline, out);
     // libtest shows a test's captured output only when it fails: then this
     // is the log of every command it ran.
     eprintln!("{}", ran.report());
