@@ -55,6 +55,7 @@ checks: deps build
 	.ci/check-man.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-install.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-offline.sh
+	$(MAKE) repro-check
 
 # cargo test first: it is quick and fails fast. The real kernels are linked
 # by the binary as installed into a DESTDIR, as a packager would ship it.

@@ -16,6 +16,7 @@ mod dtlto;
 mod fixture;
 mod passthrough;
 mod remote;
+mod report;
 mod savedir;
 mod signals;
 mod tty;
