@@ -51,7 +51,7 @@ impl Backends {
         self.slots.limit()
     }
 
-    pub fn run(&self, jobs: Vec<Job>, on_event: &(dyn Fn(Event) + Sync)) -> RunSummary {
+    pub fn run(&self, jobs: &[Job], on_event: &(dyn Fn(Event) + Sync)) -> RunSummary {
         let base: &dyn Executor = match &self.remote {
             Some(r) => r,
             None => &*self.local,

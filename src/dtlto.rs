@@ -94,7 +94,7 @@ pub fn run(json_path: &Path) -> Result<i32> {
     crate::exec::signals::install();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let backends = Backends::from_env(&cwd);
-    let summary = backends.run(jobs.clone(), &|_| {});
+    let summary = backends.run(&jobs, &|_| {});
     crate::exec::signals::park_if_cancelled();
     let mut failed = false;
     for (id, err) in &summary.failed {

@@ -22,4 +22,5 @@ pub mod paths;
 pub mod plan;
 pub mod remote;
 pub mod report;
+pub mod thin_archive;
 pub mod toolchain;

@@ -18,6 +18,7 @@ use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
 use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
+use crate::thin_archive;
 use crate::toolchain::{find_real_ld, LookupEnv};
 
 /// Environment knobs, read once.
@@ -107,7 +108,7 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 argv: &argv,
                 cl: &cl,
                 dist: &dist,
-                compiles: &compiles,
+                compiles: std::cell::RefCell::new(compiles),
                 output: &output,
                 settings: &settings,
                 rec: &rec,
@@ -246,8 +247,9 @@ struct Link<'a> {
     argv: &'a [OsString],
     cl: &'a CommandLine,
     dist: &'a DistPlan,
-    /// One per module, in `dist.modules` order.
-    compiles: &'a [kbuild::compile::CompileCommand],
+    /// One per module, in `dist.modules` order; taken (moved into the
+    /// backend command lines) when the backends are planned.
+    compiles: std::cell::RefCell<Vec<kbuild::compile::CompileCommand>>,
     output: &'a Path,
     settings: &'a Settings,
     rec: &'a LinkRecorder,
@@ -349,7 +351,7 @@ impl Outcome {
 }
 
 fn distribute_in(link: &Link) -> Result<Outcome> {
-    let Link { real_ld, cl, dist, compiles, settings, rec, save, .. } = *link;
+    let Link { real_ld, cl, dist, settings, rec, save, .. } = *link;
     extract_members(dist)?;
 
     // 1. Thin-link: index and imports files only.
@@ -374,11 +376,13 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     // 2. Backends, in parallel.
     let native_dir = dist.work.join("native");
     std::fs::create_dir_all(&native_dir)?;
+    let mut compiles = link.compiles.take();
     let mut jobs = Vec::with_capacity(used.len());
     for &n in &used {
         let m = &dist.modules[n];
         let tmp = native_dir.join(format!("{n}.o"));
-        let argv = kbuild::compile::backend_argv(&compiles[n], &dist.backend_extra, &m.index, &m.path, &tmp);
+        let cc = std::mem::take(&mut compiles[n]);
+        let argv = kbuild::compile::backend_argv(cc, &dist.backend_extra, &m.index, &m.path, &tmp);
         save.backend(&argv);
         let mut inputs = vec![m.path.clone(), m.index.clone()];
         inputs.extend(read_imports(&m.imports)?);
@@ -393,7 +397,8 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             install: Some(m.native.clone()),
         });
     }
-    let by_id: HashMap<usize, Job> = jobs.iter().map(|j| (j.id, j.clone())).collect();
+    drop(compiles);
+    let by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let backends = Backends::from_env(&cwd);
     if let Some(note) = &backends.note {
@@ -413,7 +418,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             }
         }
     };
-    let summary = rec.backends(&jobs, || backends.run(jobs.clone(), &on_event));
+    let summary = rec.backends(&jobs, || backends.run(&jobs, &on_event));
     if let Some(c) = &backends.cache {
         rec.update(|r| r.cache_misses = c.link_stats().misses as usize);
     }
@@ -451,6 +456,10 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
 
     // 3. Natives beside their bitcode, atomically (unless already there).
     let installed: HashSet<usize> = summary.succeeded.iter().filter(|o| o.already_installed).map(|o| o.id).collect();
+    // Thousands of backend command lines are not needed past this point;
+    // free them before the archives are written.
+    drop((jobs_by_id, summary, on_event));
+    drop(jobs);
     for &n in used.iter().filter(|n| !installed.contains(n)) {
         let m = &dist.modules[n];
         move_into_place(&native_dir.join(format!("{n}.o")), &m.native)?;
@@ -572,28 +581,25 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// A thin archive of native objects with a symbol table, in the work dir.
 fn write_thin_archive(path: &Path, members: &[NewMember], dist: &DistPlan, used: &HashSet<usize>) -> Result<()> {
-    use ar_archive_writer::{write_archive_to_stream, ArchiveKind, NewArchiveMember, DEFAULT_OBJECT_READER};
-    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut list = Vec::with_capacity(members.len());
     for m in members {
         let p = match m {
-            NewMember::Native(p) => p.clone(),
+            NewMember::Native(p) => p,
             // Not extracted by the thin-link: the final link would not
             // extract its (empty) native object either.
             NewMember::Module(n) if !used.contains(n) => continue,
-            NewMember::Module(n) => dist.modules[*n].native.clone(),
+            NewMember::Module(n) => &dist.modules[*n].native,
         };
-        let data = std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        files.push((absolute(&p)?, data));
+        let name = absolute(p)?.to_string_lossy().into_owned();
+        list.push(thin_archive::Member::from_file(p, name).with_context(|| format!("{}: cannot read", p.display()))?);
     }
-    let new: Vec<NewArchiveMember> = files
-        .iter()
-        .map(|(p, d)| NewArchiveMember::new(d.as_slice(), &DEFAULT_OBJECT_READER, p.to_string_lossy().into_owned()))
-        .collect();
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let mut f = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    write_archive_to_stream(&mut f, &new, ArchiveKind::Gnu, true, Some(false))
+    let f = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    thin_archive::write(&mut w, &list)
+        .and_then(|()| w.flush())
         .with_context(|| format!("{}: cannot write archive", path.display()))?;
     Ok(())
 }

@@ -61,7 +61,7 @@ impl RunSummary {
 /// failure, or once [`signals::cancelled`], no new job starts; running ones
 /// finish.
 pub fn run_all(
-    jobs: Vec<Job>,
+    jobs: &[Job],
     exec: &dyn Executor,
     slots: &Slots,
     max_parallel: usize,
@@ -77,7 +77,7 @@ pub fn run_all(
 /// [`run_all`] with the cancellation check passed in, so tests need not
 /// touch the process-wide flag.
 fn run_until(
-    mut jobs: Vec<Job>,
+    jobs: &[Job],
     exec: &dyn Executor,
     slots: &Slots,
     max_parallel: usize,
@@ -85,7 +85,9 @@ fn run_until(
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> RunSummary {
     // The biggest backends bound the critical path; ties keep plan order so
-    // runs are reproducible.
+    // runs are reproducible. Borrowed, not copied: a defconfig link has
+    // thousands of jobs with ~150 arguments each.
+    let mut jobs: Vec<&Job> = jobs.iter().collect();
     jobs.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.id.cmp(&b.id)));
     // More workers than slots could ever exist would only sit idle.
     let workers = max_parallel.min(slots.limit().unwrap_or(usize::MAX)).clamp(1, jobs.len().max(1));
@@ -95,7 +97,7 @@ fn run_until(
     let mut slot_error = None;
 
     // Zero capacity: a send completes only when an idle worker takes it.
-    let (work_tx, work_rx) = channel::bounded::<(Job, Token)>(0);
+    let (work_tx, work_rx) = channel::bounded::<(&Job, Token)>(0);
     let (idle_tx, idle_rx) = channel::unbounded::<()>();
     std::thread::scope(|s| {
         for worker in 0..workers {
@@ -108,7 +110,7 @@ fn run_until(
                     let id = job.id;
                     on_event(Event::Started { id, worker });
                     let started = std::time::Instant::now();
-                    let result = exec.run(&job);
+                    let result = exec.run(job);
                     let wall = started.elapsed();
                     // Before the slot goes back: the scheduler may be waiting
                     // for it and must see the failure once it has it.
@@ -182,7 +184,7 @@ mod tests {
     }
 
     fn run(jobs: Vec<Job>, exec: &FakeExec, slots: &Slots, max_parallel: usize) -> RunSummary {
-        run_until(jobs, exec, slots, max_parallel, &|_| {}, &never)
+        run_until(&jobs, exec, slots, max_parallel, &|_| {}, &never)
     }
 
     fn ids_of(outcomes: &[JobOutcome]) -> Vec<usize> {
@@ -265,8 +267,8 @@ mod tests {
             ..FakeExec::sleeping(1)
         };
         let cancelled = || flag.load(SeqCst);
-        let jobs = (0..5).map(|i| job(i, 1)).collect();
-        let summary = run_until(jobs, &exec, &Slots::counting(1), 2, &|_| {}, &cancelled);
+        let jobs: Vec<Job> = (0..5).map(|i| job(i, 1)).collect();
+        let summary = run_until(&jobs, &exec, &Slots::counting(1), 2, &|_| {}, &cancelled);
         assert_eq!(exec.order(), [0, 1]);
         assert!(summary.cancelled);
         assert_eq!(summary.not_started, [2, 3, 4]);
@@ -276,8 +278,8 @@ mod tests {
     fn events_pair_up_per_job_and_name_a_worker() {
         let events = Mutex::new(Vec::new());
         let exec = FakeExec { fail: vec![3], ..FakeExec::sleeping(5) };
-        let jobs = (0..4).map(|i| job(i, 10 - i as u64)).collect();
-        run_until(jobs, &exec, &Slots::counting(2), 2, &|e| events.lock().unwrap().push(e), &never);
+        let jobs: Vec<Job> = (0..4).map(|i| job(i, 10 - i as u64)).collect();
+        run_until(&jobs, &exec, &Slots::counting(2), 2, &|e| events.lock().unwrap().push(e), &never);
         let events = events.into_inner().unwrap();
         assert_eq!(events.len(), 8);
         for id in 0..4 {
