@@ -24,8 +24,9 @@ KDTHIN_BIN ?= $(abspath $(CARGO_TARGET_DIR))/release/kdthin-ld
 KERNEL_SH := KDTHIN_BIN=$(KDTHIN_BIN) CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) kernel-fixtures/kernel.sh
 
 # What the black-box tests run: the LLVM 22 toolchain, GNU make, groff for
-# the man page check, util-linux's script for the TTY test.
-APT_PACKAGES := clang-22 lld-22 llvm-22 make groff-base man-db util-linux
+# the man page check, util-linux's script for the TTY test, openssl for the
+# remote TLS tests' throw-away CAs.
+APT_PACKAGES := clang-22 lld-22 llvm-22 make groff-base man-db util-linux openssl
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all build deps test cargo-test checks kernel-test kernel-matrix demo bench

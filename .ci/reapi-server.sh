@@ -11,7 +11,8 @@
 # DIR defaults to $KDTHIN_TEST_BUILDBOX_DIR, else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/kdthin/buildbox: where wrapper-tests/remote.rs
 # looks for buildbox-casd and buildbox-run (it starts and stops its own
-# server, on 127.0.0.1 only).
+# server, on 127.0.0.1 only). buildbox-casd listens without TLS: the tests
+# of grpcs:// put a TLS front of their own before it, with a throw-away CA.
 set -euo pipefail
 
 BST_VERSION=2.8.1
@@ -77,5 +78,5 @@ serve() {
 case $cmd in
     setup) setup ;;
     serve) serve ;;
-    *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

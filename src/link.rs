@@ -90,6 +90,11 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             exec_real(&real_ld, &argv)
         }
         Plan::Distribute(dist) => {
+            // Broken TLS settings for remote execution stop the link before
+            // any work (remote::preflight), rather than letting every link
+            // fall back to local with a warning. Links without bitcode
+            // never read them: passthrough stays a plain exec.
+            crate::remote::preflight().map_err(|e| anyhow!(e))?;
             // Each bitcode object's own compile flags. Any object without
             // usable ones means the whole link stays in-process: a backend
             // with guessed flags could silently differ.

@@ -110,7 +110,11 @@ fn execute(command: Command, out: &mut dyn Write) -> Result<bool> {
         Command::Help => out.write_all(USAGE.as_bytes())?,
         Command::Config => return config(out),
         Command::Report(path) => out.write_all(kdthin::report::summarize(&path)?.as_bytes())?,
-        Command::Distribute(path) => return Ok(kdthin::dtlto::run(&path)? == 0),
+        Command::Distribute(path) => {
+            // Broken TLS settings stop it before it starts, as they stop kdthin-ld.
+            kdthin::remote::preflight().map_err(|e| anyhow!(e))?;
+            return Ok(kdthin::dtlto::run(&path)? == 0);
+        }
         Command::CacheStats => {
             let settings = cache_settings()?;
             let stats = cache::stats(&settings).context("cannot read the cache")?;

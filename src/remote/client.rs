@@ -22,7 +22,7 @@ use re::execution_client::ExecutionClient;
 use tokio::sync::watch;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::action::{Digest, Source};
@@ -54,8 +54,34 @@ impl RemoteError {
         RemoteError { msg: msg.into(), retry: true, blobs_lost: false, service_down: false }
     }
 
+    /// The status's message, with the error that caused it when the
+    /// message does not already say it (a connection that failed: refused,
+    /// or the TLS handshake and why).
     fn status(what: &str, s: &Status) -> RemoteError {
-        Self::code(what, s.code(), s.message())
+        let mut message = s.message().to_string();
+        if let Some(source) = std::error::Error::source(s) {
+            let mut root = source;
+            while let Some(next) = root.source() {
+                root = next;
+            }
+            if !message.contains(&root.to_string()) {
+                let mut next = Some(source);
+                while let Some(e) = next {
+                    let text = e.to_string();
+                    if !message.contains(&text) {
+                        message = if message.is_empty() { text } else { format!("{message}: {text}") };
+                    }
+                    next = e.source();
+                }
+            }
+        }
+        // rustls's words for the two likeliest mistakes.
+        if message.contains("UnknownIssuer") {
+            message.push_str(" (no CA in the system's store or KDTHIN_REMOTE_CA signed the server's certificate)");
+        } else if message.contains("InvalidContentType") {
+            message.push_str(" (the server does not answer in TLS: grpc:// for a server without TLS?)");
+        }
+        Self::code(what, s.code(), &message)
     }
 
     fn code(what: &str, code: Code, message: &str) -> RemoteError {
@@ -159,14 +185,22 @@ pub struct Finished {
 impl Client {
     /// Connects lazily: nothing is sent before the first call, so a
     /// server that is down shows up as failed calls (and local fallback).
-    /// Must be called inside the runtime.
-    pub fn new(endpoint: &str, instance: &str, headers: Headers) -> Result<Client, String> {
-        let ep = Endpoint::from_shared(endpoint.to_string())
+    /// Must be called inside the runtime. `tls` for an `https://` endpoint.
+    pub fn new(
+        endpoint: &str,
+        tls: Option<ClientTlsConfig>,
+        instance: &str,
+        headers: Headers,
+    ) -> Result<Client, String> {
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| format!("{endpoint}: {e}"))?
             .connect_timeout(Duration::from_secs(10))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(false);
+        if let Some(tls) = tls {
+            ep = ep.tls_config(tls).map_err(|e| format!("{endpoint}: TLS: {}", error_chain(&e)))?;
+        }
         let ch = ep.connect_lazy();
         let max = 256 << 20;
         Ok(Client {
@@ -416,6 +450,21 @@ impl Client {
             return Ok(Finished { result, cached: resp.cached_result });
         }
     }
+}
+
+/// An error and its sources, `: `-separated, each said once (wrappers
+/// often repeat their source's text).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        next = s.source();
+    }
+    out
 }
 
 async fn timeout<T>(fut: impl std::future::Future<Output = T>) -> Result<T, RemoteError> {

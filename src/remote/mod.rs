@@ -11,8 +11,11 @@
 //! itself looks down, the remaining jobs go straight to local.
 //!
 //! Settings (environment):
-//! - `KDTHIN_REMOTE=grpc://HOST:PORT` turns it on (`grpcs://` is refused:
-//!   this build has no TLS).
+//! - `KDTHIN_REMOTE=grpc://HOST:PORT` turns it on; `grpcs://HOST:PORT` is
+//!   the same over TLS, the server verified against the system's CAs.
+//! - `KDTHIN_REMOTE_CA=FILE`: more CAs to trust (PEM), for `grpcs://`.
+//! - `KDTHIN_REMOTE_CLIENT_CERT=FILE`, `KDTHIN_REMOTE_CLIENT_KEY=FILE`: a
+//!   client certificate and its key (PEM), for mutual TLS.
 //! - `KDTHIN_REMOTE_INSTANCE`: the instance name.
 //! - `KDTHIN_REMOTE_HEADERS=k=v,k=v`: extra request headers.
 //! - `KDTHIN_REMOTE_TOKEN_FILE=PATH`: adds `authorization: Bearer <token>`.
@@ -20,9 +23,16 @@
 //! - `KDTHIN_REMOTE_JOBS=N`: backends in flight at once (default 200).
 //! - `KDTHIN_REMOTE_LOG=FILE`: appends one line per backend: where it ran
 //!   (`remote`, `remote-cache`, `local` and why), its label.
+//!
+//! Mistakes in these settings make the link warn and run its backends
+//! locally, except the TLS ones ([`preflight`]): a TLS file that is missing
+//! or not PEM, half a client pair, or a TLS variable with `grpc://` stop
+//! kdthin-ld before it does anything, since the user asked for a secure
+//! connection and would otherwise only get a warning per link.
 
 pub mod action;
 mod client;
+mod tls;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -38,6 +48,7 @@ use crate::exec::slots::Slots;
 use crate::exec::{signals, Executor, Job, JobError, JobOutcome};
 use action::{Digest, NotRemotable, Prepared};
 use client::{Client, Headers, RemoteError};
+pub use tls::TlsFiles;
 
 const DEFAULT_JOBS: usize = 200;
 /// Attempts per job before it runs locally, and the first pause between
@@ -50,8 +61,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub struct RemoteSettings {
     /// As the user wrote it, for messages.
     pub url: String,
-    /// What the gRPC channel connects to (`http://host:port`).
+    /// What the gRPC channel connects to (`http://host:port`, or
+    /// `https://` for TLS).
     pub endpoint: String,
+    /// Set for `grpcs://`.
+    pub tls: Option<TlsFiles>,
     pub instance: String,
     pub headers: Vec<(String, String)>,
     pub token_file: Option<PathBuf>,
@@ -70,10 +84,11 @@ impl RemoteSettings {
 
     /// None when `KDTHIN_REMOTE` is unset or empty.
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Option<Result<RemoteSettings, String>> {
-        let get = |k: &str| var(k).map(|v| v.to_string_lossy().trim().to_string()).filter(|v| !v.is_empty());
+        let get = getter(var);
         let url = get("KDTHIN_REMOTE")?;
         Some((|| {
-            let endpoint = endpoint(&url)?;
+            let (endpoint, tls) = endpoint(&url)?;
+            let tls = tls_files(&url, tls, &get)?;
             let jobs = match get("KDTHIN_REMOTE_JOBS") {
                 None => DEFAULT_JOBS,
                 Some(v) => match v.parse::<usize>() {
@@ -84,6 +99,7 @@ impl RemoteSettings {
             Ok(RemoteSettings {
                 url: url.clone(),
                 endpoint,
+                tls,
                 instance: get("KDTHIN_REMOTE_INSTANCE").unwrap_or_default(),
                 headers: pairs("KDTHIN_REMOTE_HEADERS", get("KDTHIN_REMOTE_HEADERS").as_deref())?,
                 token_file: get("KDTHIN_REMOTE_TOKEN_FILE").map(PathBuf::from),
@@ -95,24 +111,70 @@ impl RemoteSettings {
     }
 }
 
-fn endpoint(url: &str) -> Result<String, String> {
-    let (scheme, rest) =
-        url.split_once("://").ok_or_else(|| format!("KDTHIN_REMOTE={url}: expected grpc://HOST:PORT"))?;
-    match scheme {
-        "grpc" | "http" => {}
-        "grpcs" | "https" => {
+/// The TLS checks that stop a distributed link (and `kdthin distribute`)
+/// before it starts any work: with `KDTHIN_REMOTE=grpcs://...`, every file named by
+/// `KDTHIN_REMOTE_CA`, `_CLIENT_CERT` and `_CLIENT_KEY` is read and parsed
+/// (not the system's CA store: that is read when a link needs it); with
+/// `grpc://`, any of them set is an error. Nothing to check when remote
+/// execution is off, and other mistakes in `KDTHIN_REMOTE*` are left to
+/// the link (a warning, then local backends).
+pub fn preflight() -> Result<(), String> {
+    preflight_vars(|k| std::env::var_os(k))
+}
+
+/// [`preflight`] with the variables from `var`.
+pub fn preflight_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<(), String> {
+    let get = getter(var);
+    let Some(url) = get("KDTHIN_REMOTE") else { return Ok(()) };
+    let Ok((_, tls)) = endpoint(&url) else { return Ok(()) };
+    match tls_files(&url, tls, &get)? {
+        Some(files) => files.check().map(drop),
+        None => Ok(()),
+    }
+}
+
+/// A variable's value, trimmed; None when unset or empty.
+fn getter(var: impl Fn(&str) -> Option<OsString>) -> impl Fn(&str) -> Option<String> {
+    move |k| var(k).map(|v| v.to_string_lossy().trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// The TLS files for `url` (None without TLS); an error for a TLS
+/// variable without TLS, or half a client pair.
+fn tls_files(url: &str, tls: bool, get: &impl Fn(&str) -> Option<String>) -> Result<Option<TlsFiles>, String> {
+    if !tls {
+        let set: Vec<&str> = tls::VARS.into_iter().filter(|k| get(k).is_some()).collect();
+        if set.is_empty() {
+            return Ok(None);
+        }
+        return Err(format!(
+            "{} set, but KDTHIN_REMOTE={url} is not TLS: use grpcs://, or unset {}",
+            if set.len() == 1 { format!("{} is", set[0]) } else { format!("{} are", set.join(" and ")) },
+            if set.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    TlsFiles::new(get(tls::CA_VAR), get(tls::CERT_VAR), get(tls::KEY_VAR)).map(Some)
+}
+
+/// The channel's endpoint (`http://` or `https://`), and whether it is TLS.
+fn endpoint(url: &str) -> Result<(String, bool), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("KDTHIN_REMOTE={url}: expected grpc://HOST:PORT or grpcs://HOST:PORT"))?;
+    let tls = match scheme {
+        "grpc" | "http" => false,
+        "grpcs" | "https" => true,
+        _ => {
             return Err(format!(
-                "KDTHIN_REMOTE={url}: TLS (grpcs://) is not supported by this build; use grpc:// (a local TLS-terminating proxy can reach a TLS server)"
+                "KDTHIN_REMOTE={url}: unknown scheme {scheme:?} (expected grpc://HOST:PORT or grpcs://HOST:PORT)"
             ))
         }
-        _ => return Err(format!("KDTHIN_REMOTE={url}: unknown scheme {scheme:?} (expected grpc://HOST:PORT)")),
-    }
+    };
     let hostport = rest.trim_end_matches('/');
     let port_ok = hostport.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
     if !port_ok || hostport.contains('/') {
-        return Err(format!("KDTHIN_REMOTE={url}: expected grpc://HOST:PORT"));
+        return Err(format!("KDTHIN_REMOTE={url}: expected {scheme}://HOST:PORT"));
     }
-    Ok(format!("http://{hostport}"))
+    Ok((format!("{}://{hostport}", if tls { "https" } else { "http" }), tls))
 }
 
 /// `k=v,k=v` (spaces around items ignored).
@@ -275,9 +337,13 @@ impl RemoteExecutor {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the remote client: {e}"))?;
+        let tls = match &settings.tls {
+            Some(files) => Some(files.client_config().map_err(|e| format!("{}: {e}", settings.url))?),
+            None => None,
+        };
         let client = {
             let _guard = rt.enter();
-            Client::new(&settings.endpoint, &settings.instance, headers)?
+            Client::new(&settings.endpoint, tls, &settings.instance, headers)?
         };
         let log = match &settings.log {
             Some(p) => Some(Mutex::new(

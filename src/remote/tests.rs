@@ -24,6 +24,7 @@ fn settings_are_parsed() {
     .unwrap()
     .unwrap();
     assert_eq!(s.endpoint, "http://127.0.0.1:8980");
+    assert_eq!(s.tls, None);
     assert_eq!(s.instance, "main");
     assert_eq!(s.headers, [("x-a".to_string(), "1".to_string()), ("x-b".to_string(), "two=2".to_string())]);
     assert_eq!(s.platform[1], ("container-image".to_string(), "docker://x".to_string()));
@@ -34,10 +35,30 @@ fn settings_are_parsed() {
 }
 
 #[test]
+fn grpcs_is_tls() {
+    let s = RemoteSettings::from_vars(vars(&[("KDTHIN_REMOTE", "grpcs://build.example:443")])).unwrap().unwrap();
+    assert_eq!(s.endpoint, "https://build.example:443");
+    assert_eq!(s.tls, Some(TlsFiles::default()));
+    let s = RemoteSettings::from_vars(vars(&[
+        ("KDTHIN_REMOTE", "grpcs://10.0.0.1:8980/"),
+        ("KDTHIN_REMOTE_CA", "/ca.pem"),
+        ("KDTHIN_REMOTE_CLIENT_CERT", "/me.pem"),
+        ("KDTHIN_REMOTE_CLIENT_KEY", "/me.key"),
+    ]))
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.endpoint, "https://10.0.0.1:8980");
+    let tls = s.tls.unwrap();
+    assert_eq!(tls.ca, Some(PathBuf::from("/ca.pem")));
+    assert_eq!(tls.client, Some((PathBuf::from("/me.pem"), PathBuf::from("/me.key"))));
+}
+
+#[test]
 fn bad_settings_are_errors() {
     for (k, v, want) in [
-        ("KDTHIN_REMOTE", "grpcs://h:1", "TLS"),
         ("KDTHIN_REMOTE", "h:1", "grpc://HOST:PORT"),
+        ("KDTHIN_REMOTE", "grpcs://h", "grpcs://HOST:PORT"),
+        ("KDTHIN_REMOTE_CA", "/ca.pem", "KDTHIN_REMOTE_CA is set, but KDTHIN_REMOTE=grpc://h:1 is not TLS"),
         ("KDTHIN_REMOTE", "grpc://h", "grpc://HOST:PORT"),
         ("KDTHIN_REMOTE", "ftp://h:1", "unknown scheme"),
         ("KDTHIN_REMOTE_JOBS", "0", "positive"),
@@ -48,6 +69,72 @@ fn bad_settings_are_errors() {
         env.push((k, v));
         let e = RemoteSettings::from_vars(vars(&env)).unwrap().unwrap_err();
         assert!(e.contains(want), "{k}={v}: {e}");
+    }
+}
+
+/// TLS settings that are wrong stop kdthin-ld before it starts: each
+/// message names the variable, the file and what is wrong.
+#[test]
+fn preflight_names_the_file_and_the_problem() {
+    let t = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let text = file("text.pem", "not PEM at all\n");
+    // PEM, but the DER inside is no certificate.
+    let junk_cert = file("junk.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let broken = file("broken.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n");
+    let missing = t.path().join("missing.pem").to_str().unwrap().to_string();
+    let tls = ("KDTHIN_REMOTE", "grpcs://h:1");
+    let cases: Vec<(Vec<(&str, &str)>, String)> = vec![
+        (vec![tls, ("KDTHIN_REMOTE_CA", &missing)], format!("KDTHIN_REMOTE_CA={missing}: cannot read: ")),
+        (vec![tls, ("KDTHIN_REMOTE_CA", &text)], format!("KDTHIN_REMOTE_CA={text}: not a PEM certificate")),
+        (vec![tls, ("KDTHIN_REMOTE_CA", &broken)], format!("KDTHIN_REMOTE_CA={broken}: not a valid PEM file")),
+        (
+            vec![tls, ("KDTHIN_REMOTE_CA", &junk_cert)],
+            format!("KDTHIN_REMOTE_CA={junk_cert}: certificate 1 cannot be used as a CA"),
+        ),
+        (
+            vec![tls, ("KDTHIN_REMOTE_CLIENT_KEY", &text)],
+            "KDTHIN_REMOTE_CLIENT_KEY is set but KDTHIN_REMOTE_CLIENT_CERT is not".into(),
+        ),
+        (
+            vec![tls, ("KDTHIN_REMOTE_CLIENT_CERT", &junk_cert), ("KDTHIN_REMOTE_CLIENT_KEY", &missing)],
+            format!("KDTHIN_REMOTE_CLIENT_KEY={missing}: cannot read"),
+        ),
+        (
+            vec![tls, ("KDTHIN_REMOTE_CLIENT_CERT", &text), ("KDTHIN_REMOTE_CLIENT_KEY", &junk_cert)],
+            format!("KDTHIN_REMOTE_CLIENT_CERT={text}: not a PEM certificate"),
+        ),
+        (
+            vec![tls, ("KDTHIN_REMOTE_CLIENT_CERT", &junk_cert), ("KDTHIN_REMOTE_CLIENT_KEY", &junk_cert)],
+            format!("KDTHIN_REMOTE_CLIENT_KEY={junk_cert}: not a PEM private key"),
+        ),
+        (
+            vec![
+                ("KDTHIN_REMOTE", "grpc://h:1"),
+                ("KDTHIN_REMOTE_CLIENT_CERT", &text),
+                ("KDTHIN_REMOTE_CLIENT_KEY", &text),
+            ],
+            "KDTHIN_REMOTE_CLIENT_CERT and KDTHIN_REMOTE_CLIENT_KEY are set, but KDTHIN_REMOTE=grpc://h:1 is not TLS"
+                .into(),
+        ),
+    ];
+    for (env, want) in cases {
+        let e = preflight_vars(vars(&env)).unwrap_err();
+        assert!(e.starts_with(&want), "{env:?}:\n got {e}\nwant {want}...");
+    }
+    // Nothing to check: remote execution off, plain grpc://, grpcs://
+    // with the system's CAs only. A bad URL is the link's to warn about.
+    for env in [
+        vec![("KDTHIN_REMOTE_CA", missing.as_str())],
+        vec![("KDTHIN_REMOTE", "grpc://h:1")],
+        vec![tls],
+        vec![("KDTHIN_REMOTE", "ftp://h:1"), ("KDTHIN_REMOTE_CA", &missing)],
+    ] {
+        assert_eq!(preflight_vars(vars(&env)), Ok(()), "{env:?}");
     }
 }
 
