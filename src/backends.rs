@@ -12,7 +12,7 @@ use crate::exec::{local::LocalExecutor, Executor, Job};
 use crate::remote::{self, RemoteExecutor};
 
 pub struct Backends {
-    pub cache: Option<Cache>,
+    pub cache: Option<Arc<Cache>>,
     remote: Option<RemoteExecutor>,
     local: Arc<LocalExecutor>,
     slots: Slots,
@@ -32,18 +32,17 @@ impl Backends {
     /// get counting slots of their own, and the local slots go to the
     /// remote executor for the jobs that fall back.
     pub fn from_env(cwd: &Path) -> Backends {
+        Self::with_cache(cwd, Cache::open(&cache::CacheSettings::from_env()).map(Arc::new))
+    }
+
+    /// [`Backends::from_env`] with the cache already open (the link driver
+    /// opens it early for the link memo; one cache per link shares the
+    /// file hashes).
+    pub fn with_cache(cwd: &Path, cache: Option<Arc<Cache>>) -> Backends {
         let (slots, source, note) = slots_from_env();
         let local = Arc::new(LocalExecutor::new());
         let (remote, slots) = remote_executor(cwd, &local, slots);
-        Backends {
-            cache: Cache::open(&cache::CacheSettings::from_env()),
-            remote,
-            local,
-            slots,
-            source,
-            note,
-            cwd: cwd.to_path_buf(),
-        }
+        Backends { cache, remote, local, slots, source, note, cwd: cwd.to_path_buf() }
     }
 
     /// The scheduling limit, for reports.
@@ -59,7 +58,7 @@ impl Backends {
         let max_parallel = self.remote.as_ref().map_or(256, |r| r.jobs());
         match &self.cache {
             Some(c) => {
-                let caching = cache::CachingExecutor { inner: base, cache: c, cwd: self.cwd.clone() };
+                let caching = cache::CachingExecutor { inner: base, cache: &**c, cwd: self.cwd.clone() };
                 scheduler::run_all(jobs, &caching, &self.slots, max_parallel, on_event)
             }
             None => scheduler::run_all(jobs, base, &self.slots, max_parallel, on_event),

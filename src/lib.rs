@@ -18,6 +18,7 @@ pub mod exec;
 pub mod input;
 pub mod kbuild;
 pub mod link;
+pub mod link_memo;
 pub mod paths;
 pub mod plan;
 pub mod remote;

@@ -7,15 +7,18 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 
 use crate::args::{CommandLine, OptId};
 use crate::backends::Backends;
+use crate::cache::{Cache, CacheSettings};
 use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
+use crate::link_memo::Memo;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
 use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
 use crate::thin_archive;
@@ -108,6 +111,21 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 }
             };
             let rec = LinkRecorder::new(&output, &real_ld, reporting);
+            // One cache per link: the memo key and the backend keys share
+            // its file hashes.
+            let cache = Cache::open(&CacheSettings::from_env()).map(Arc::new);
+            let memo = match &cache {
+                Some(_) if save.is_active() || settings.save_temps => Err("the link is being saved".to_string()),
+                Some(c) => Memo::prepare(c, &real_ld, &cl, &inputs, &facts, &dist, &compiles),
+                None => Err("the cache is off".to_string()),
+            };
+            let memo = memo
+                .map_err(|why| {
+                    if settings.verbose {
+                        eprintln!("kdthin-ld: {}: whole-link cache not used: {why}", output.display());
+                    }
+                })
+                .ok();
             let link = Link {
                 real_ld: &real_ld,
                 argv: &argv,
@@ -118,6 +136,8 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 settings: &settings,
                 rec: &rec,
                 save: &save,
+                cache,
+                memo,
             };
             distribute(&link)
         }
@@ -207,19 +227,46 @@ fn recover_compiles(dist: &DistPlan) -> Result<Vec<kbuild::compile::CompileComma
         .collect()
 }
 
-/// Run a command, echoing it first when verbose.
-fn run_tool(settings: &Settings, argv0: &Path, args: &[OsString]) -> Result<std::process::ExitStatus> {
+/// Run a command, echoing it first when verbose. With `capture`, its
+/// stderr also goes there (still shown as it comes).
+fn run_tool(
+    settings: &Settings,
+    argv0: &Path,
+    args: &[OsString],
+    capture: Option<&mut Vec<u8>>,
+) -> Result<std::process::ExitStatus> {
+    use std::io::Read;
     if settings.verbose {
         let mut all = vec![argv0.as_os_str().to_os_string()];
         all.extend_from_slice(args);
         println!("  {}", shell_quote(&all));
     }
-    let mut child =
-        Command::new(argv0).args(args).spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
+    let mut cmd = Command::new(argv0);
+    cmd.args(args);
+    if capture.is_some() {
+        cmd.stderr(std::process::Stdio::piped());
+    }
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
     // Registered, so a SIGTERM from outside stops it before the work
     // directory it reads is removed.
     exec::signals::register_child(child.id());
+    let tee = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let (mut all, mut buf) = (Vec::new(), [0u8; 8192]);
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        })
+    });
     let st = exec::signals::wait_child(&mut child).with_context(|| format!("waiting for {}", argv0.display()));
+    if let (Some(t), Some(out)) = (tee, capture) {
+        out.extend(t.join().unwrap_or_default());
+    }
     exec::signals::park_if_cancelled();
     st
 }
@@ -259,17 +306,45 @@ struct Link<'a> {
     settings: &'a Settings,
     rec: &'a LinkRecorder,
     save: &'a SaveDir,
+    cache: Option<Arc<Cache>>,
+    /// The whole link's entry in the cache, when it may have one.
+    memo: Option<Memo>,
 }
 
 fn distribute(link: &Link) -> Result<i32> {
     let Link { real_ld, argv, dist, output, settings, rec, save, .. } = *link;
     let t0 = Instant::now();
     exec::signals::install();
+    if let Some(meta) = link.memo.as_ref().and_then(|m| m.restore(output)) {
+        let _ = std::io::stderr().write_all(&meta.stderr);
+        if !settings.silent {
+            println!(
+                "  {:<7} {}  {} modules, {} cached, 0 compiled, {:.1}s (whole link cached)",
+                "LTO",
+                output.display(),
+                meta.used,
+                meta.used,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        rec.update(|r| {
+            (r.modules, r.used_modules, r.cache_hits) = (dist.modules.len(), meta.used, meta.used);
+            r.link_cached = true;
+        });
+        rec.finish(0);
+        save.finish("whole link from the cache");
+        return Ok(0);
+    }
     for d in [&dist.work, &dist.index_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create work directory", d.display()))?;
         exec::signals::register_cleanup(d);
     }
     let result = distribute_in(link);
+    if let (Ok(r), Some(m)) = (&result, &link.memo) {
+        if r.code == 0 && r.fallback.is_none() {
+            m.store(output, r.modules, r.natives.clone(), r.stderr.clone());
+        }
+    }
     if let Ok(r) = &result {
         if r.code == 0 && r.fallback.is_none() && !settings.silent {
             let remote = if r.remote > 0 { format!(" ({} remote)", r.remote) } else { String::new() };
@@ -339,6 +414,11 @@ struct Outcome {
     keep: Vec<PathBuf>,
     /// Found out after the thin-link that the link must run in-process.
     fallback: Option<String>,
+    /// Native objects installed beside their bitcode (for the link memo).
+    natives: Vec<PathBuf>,
+    /// What the thin-link, the backends and the final link printed on
+    /// stderr (already shown; kept for the link memo).
+    stderr: Vec<u8>,
 }
 
 impl Outcome {
@@ -351,6 +431,8 @@ impl Outcome {
             remote: 0,
             keep: vec![],
             fallback: None,
+            natives: vec![],
+            stderr: vec![],
         }
     }
 }
@@ -363,7 +445,8 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     let args = maybe_rsp(&dist.work, "thin-link.rsp", dist.thin_link.clone())?;
     save.thin_link(dist);
     let t = Instant::now();
-    let st = run_tool(settings, real_ld, &args)?;
+    let mut stderr = Vec::new();
+    let st = run_tool(settings, real_ld, &args, link.memo.as_ref().map(|_| &mut stderr))?;
     save.thin_link_outputs(dist);
     rec.phase(names::THIN_LINK, t, Instant::now());
     if !st.success() {
@@ -405,7 +488,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     drop(compiles);
     let by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let backends = Backends::from_env(&cwd);
+    let backends = Backends::with_cache(&cwd, link.cache.clone());
     if let Some(note) = &backends.note {
         if settings.verbose {
             eprintln!("kdthin-ld: {note}");
@@ -434,6 +517,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     // Warnings from successful backends: clang's own lines name the file.
     for ok in &summary.succeeded {
         let _ = std::io::stderr().write_all(&ok.stderr);
+        stderr.extend_from_slice(&ok.stderr);
     }
     if !summary.failed.is_empty() {
         let mut keep = Vec::new();
@@ -487,7 +571,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     save.final_link(&final_args);
     let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
     let t = Instant::now();
-    let st = run_tool(settings, real_ld, &final_args)?;
+    let st = run_tool(settings, real_ld, &final_args, link.memo.as_ref().map(|_| &mut stderr))?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
     Ok(Outcome {
         code: exit_code(st),
@@ -495,6 +579,8 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         compiled: used.len() - cached,
         cached,
         remote: remote_ran,
+        natives: used.iter().map(|&n| dist.modules[n].native.clone()).collect(),
+        stderr,
         ..Outcome::new(dist)
     })
 }

@@ -23,6 +23,9 @@ struct Cached {
     dir: PathBuf,
     /// The bitcode modules the vmlinux.o and prog links compile.
     used: Vec<String>,
+    /// Let the whole-link cache (link memo) serve links. Off by default:
+    /// these tests are about the backends, which a memo hit skips.
+    memo: bool,
 }
 
 impl Cached {
@@ -31,7 +34,7 @@ impl Cached {
         let t = Tree::new(CmdFormat::Savedcmd);
         let dir = t.scratch().join("cache");
         let used = VMLINUX_BITCODE.iter().map(|s| s.to_string()).collect();
-        Cached { t, dir, used }
+        Cached { t, dir, used, memo: false }
     }
 
     /// The fixture plus kernel/configs.o, which embeds kernel/cfg.bin with
@@ -59,7 +62,8 @@ impl Cached {
     }
 
     fn env(&self) -> Vec<(&'static str, &OsStr)> {
-        vec![("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", self.dir.as_os_str())]
+        let memo: &OsStr = if self.memo { "on".as_ref() } else { "off".as_ref() };
+        vec![("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", self.dir.as_os_str()), ("KDTHIN_LINK_CACHE", memo)]
     }
 
     /// `rm -f TARGET; make TARGET` with LD=kdthin-ld and this test's cache
@@ -311,6 +315,86 @@ fn source_edits_miss_the_module_and_its_importers() {
     assert!(out.contains("sched_scale(7) := 1021\n"), "edit of {imported} not in prog:\n{out}");
 }
 
+/// The whole-link cache: make re-running a link whose inputs did not
+/// change gets the output from the cache, and any change that reaches the
+/// output (a flag in a .cmd, an .incbin'd file, the compiler) or a missing
+/// native object takes the normal path again.
+#[test]
+fn whole_link_cache_serves_only_unchanged_links() {
+    require_toolchain!();
+    let mut c = Cached::with_configs();
+    c.memo = true;
+    let n = c.n();
+    let whole = |l: &LtoLine, yes: bool, why: &str| {
+        assert_eq!(l.whole_link, yes, "{why}: whole link cached should be {yes}: {l:?}");
+        if yes {
+            assert_counts(l, n, 0, why);
+        }
+    };
+    whole(&c.link("vmlinux.o"), false, "cold cache");
+    let entries = c.entries();
+    assert_eq!(entries.len(), n + 1, "one entry per backend plus the whole link: {entries:?}");
+    let first = c.t.read("vmlinux.o");
+    let mode = fs::metadata(c.t.path("vmlinux.o")).unwrap().permissions().mode();
+
+    // `link` removes vmlinux.o first: the memo puts it back, byte for byte.
+    let (line, ran) = c.link_with("vmlinux.o", &[("KDTHIN_REPORT", c.t.scratch().join("r.jsonl").as_os_str())]);
+    whole(&line, true, "relink, nothing changed");
+    assert!(c.t.read("vmlinux.o") == first, "vmlinux.o from the whole-link cache differs");
+    assert_eq!(fs::metadata(c.t.path("vmlinux.o")).unwrap().permissions().mode(), mode, "mode of vmlinux.o");
+    assert!(ran.stderr.trim().is_empty(), "stderr on a whole-link hit: {}", ran.stderr);
+    let report = fs::read_to_string(c.t.scratch().join("r.jsonl")).unwrap();
+    assert!(report.contains("\"link_cached\":true"), "report: {report}");
+    assert_eq!(c.entries(), entries, "a hit added entries");
+    c.link("prog");
+    assert_same_as_reference(&c.t);
+
+    // Recompiled to the same bitcode (a touched source): still a hit.
+    let src = c.t.path("kernel/sched.c");
+    let later = fs::metadata(&src).unwrap().modified().unwrap() + Duration::from_secs(5);
+    fs::File::options().write(true).open(&src).unwrap().set_modified(later).unwrap();
+    whole(&c.link("vmlinux.o"), true, "kernel/sched.c touched, same bitcode");
+
+    // A flag in one .cmd (the bitcode stays the same).
+    c.t.edit(&Tree::cmd_file("mm/slab.o"), |s| s.replacen(" -Wall ", " -ffunction-sections ", 1));
+    let l = c.link("vmlinux.o");
+    whole(&l, false, "flag changed in mm/slab.o's .cmd");
+    assert_counts(&l, n - 1, 1, "flag changed in mm/slab.o's .cmd");
+    whole(&c.link("vmlinux.o"), true, "relink after the flag change");
+    let flagged = c.t.read("vmlinux.o");
+    assert!(flagged != first, "premise: -ffunction-sections in mm/slab.o changes vmlinux.o");
+
+    // The .incbin'd file (the bitcode only names it).
+    c.t.write("kernel/cfg.bin", CFG_V2);
+    whole(&c.link("vmlinux.o"), false, "kernel/cfg.bin changed");
+    assert!(contains(&c.t.read("vmlinux.o"), CFG_V2.as_bytes()), "vmlinux.o lacks the new kernel/cfg.bin");
+    c.t.write("kernel/cfg.bin", CFG_V1);
+    whole(&c.link("vmlinux.o"), true, "kernel/cfg.bin changed back");
+    assert!(c.t.read("vmlinux.o") == flagged, "vmlinux.o after changing kernel/cfg.bin back");
+
+    // A native object gone: the link runs and puts it back.
+    let native = native_object("kernel/sched.o");
+    c.t.remove(&native);
+    whole(&c.link("vmlinux.o"), false, "a native object removed");
+    assert!(c.t.exists(&native), "{native} not recreated");
+
+    // A damaged entry is never served: the link runs, the output is right.
+    let memo_entry = c
+        .entries()
+        .into_iter()
+        .find(|p| contains(&fs::read(p).unwrap(), &flagged))
+        .expect("an entry holding the current vmlinux.o");
+    let mut bytes = fs::read(&memo_entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&memo_entry, bytes).unwrap();
+    whole(&c.link("vmlinux.o"), false, "whole-link entry damaged");
+    assert!(c.t.read("vmlinux.o") == flagged, "vmlinux.o after a damaged whole-link entry");
+    whole(&c.link("vmlinux.o"), true, "relink after the damaged entry was replaced");
+    c.link("prog");
+    assert_same_as_reference(&c.t);
+}
+
 #[test]
 fn a_flag_change_in_one_cmd_file_misses_only_that_object() {
     require_toolchain!();
@@ -485,7 +569,7 @@ fn concurrent_links_share_one_cache() {
     let n = a.n();
     a.t.make(Linker::Lld, &["vmlinux.a", "lib/lib.a"]).ok();
     // A second tree, the same cache.
-    let b = Cached { t: Tree::copy_of(&a.t), dir: a.dir.clone(), used: a.used.clone() };
+    let b = Cached { t: Tree::copy_of(&a.t), dir: a.dir.clone(), used: a.used.clone(), memo: false };
     // Both trees link vmlinux.o and prog at once (make -j2): four links
     // on a cold cache, the two trees' links of a target racing for the
     // same keys.

@@ -187,25 +187,25 @@ fn named_files(arg: &[u8]) -> impl Iterator<Item = &Path> {
 }
 
 /// Tagged, length-prefixed fields into one blake3 hash.
-struct Fields(blake3::Hasher);
+pub(super) struct Fields(blake3::Hasher);
 
 impl Fields {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Fields(blake3::Hasher::new())
     }
 
-    fn field(&mut self, tag: &str, data: &[u8]) {
+    pub(super) fn field(&mut self, tag: &str, data: &[u8]) {
         self.0.update(&(tag.len() as u64).to_le_bytes());
         self.0.update(tag.as_bytes());
         self.0.update(&(data.len() as u64).to_le_bytes());
         self.0.update(data);
     }
 
-    fn count(&mut self, tag: &str, n: usize) {
+    pub(super) fn count(&mut self, tag: &str, n: usize) {
         self.field(tag, &(n as u64).to_le_bytes());
     }
 
-    fn finish(&self) -> Hash {
+    pub(super) fn finish(&self) -> Hash {
         *self.0.finalize().as_bytes()
     }
 }
@@ -288,9 +288,9 @@ fn resolve_in_path(program: &OsStr) -> Option<PathBuf> {
 
 /// What a bitcode file contributes to a key.
 #[derive(Clone, Debug)]
-struct BitcodeFacts {
+pub(super) struct BitcodeFacts {
     hash: Hash,
-    embeds: Embeds,
+    pub(super) embeds: Embeds,
 }
 
 /// File hashes memoised by path for one link: one bitcode file is imported
@@ -310,7 +310,7 @@ impl FileHashes {
 
     /// Hash and asm scan of a bitcode file. Bitcode we cannot parse is
     /// not cacheable: it might hide an `.incbin`.
-    fn bitcode(&self, path: &Path) -> Result<Arc<BitcodeFacts>, NotCacheable> {
+    pub(super) fn bitcode(&self, path: &Path) -> Result<Arc<BitcodeFacts>, NotCacheable> {
         self.bitcode.get(path, || {
             let data = std::fs::read(path).map_err(|e| not_cacheable(path, e))?;
             let asm = inline_asm(&data).map_err(|e| NotCacheable(format!("{}: {e}", path.display())))?;
@@ -320,7 +320,7 @@ impl FileHashes {
 
     /// Content hash of a regular file; None when it is not one or cannot
     /// be read.
-    fn plain(&self, path: &Path) -> Option<Hash> {
+    pub(super) fn plain(&self, path: &Path) -> Option<Hash> {
         self.plain.get(path, || {
             if !std::fs::metadata(path).ok()?.is_file() {
                 return None;

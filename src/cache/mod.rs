@@ -20,6 +20,7 @@
 mod bitcode;
 mod embed;
 mod key;
+mod link_key;
 mod store;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use std::time::Instant;
 
 use crate::exec::{Executor, Job, JobError, JobOutcome};
 pub use key::{mask_paths, CompilerId, FileHashes, Key, KeyInputs, NotCacheable};
+pub use link_key::{LinkKeyInputs, ModuleInputs};
 use store::{Lookup, Store};
 
 const DEFAULT_SIZE: u64 = 5 << 30;
@@ -58,12 +60,7 @@ impl CacheSettings {
     /// (links run in different directories, the cache must not move).
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>, cwd: Option<&Path>) -> CacheSettings {
         let set = |k: &str| var(k).filter(|v| !v.is_empty());
-        let enabled = !set("KDTHIN_CACHE").is_some_and(|v| {
-            matches!(
-                v.to_string_lossy().to_ascii_lowercase().as_str(),
-                "off" | "0" | "no" | "false" | "disable" | "disabled"
-            )
-        });
+        let enabled = !set("KDTHIN_CACHE").is_some_and(|v| is_off(&v));
         let absolute = |p: PathBuf| match cwd {
             Some(c) if p.is_relative() => c.join(p),
             _ => p,
@@ -84,6 +81,11 @@ impl CacheSettings {
         };
         CacheSettings { enabled, dir, max_size, warning }
     }
+}
+
+/// A setting that turns something off: off, 0, no, false, disable(d).
+pub fn is_off(v: &OsStr) -> bool {
+    matches!(v.to_string_lossy().to_ascii_lowercase().as_str(), "off" | "0" | "no" | "false" | "disable" | "disabled")
 }
 
 /// "5G", "500M", "1.5G", "64KiB", "123" (bytes). Binary units.
@@ -200,6 +202,46 @@ impl Cache {
             self.counts.uncacheable.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// The key of a whole link (see `link_key`), or why it has none.
+    /// Shares this link's file hashes with the backend keys.
+    pub fn link_key(&self, linker: &Path, inputs: &LinkKeyInputs) -> Result<Key, NotCacheable> {
+        let linker = self.compiler(linker.as_os_str())?;
+        Key::for_link(inputs, &linker, &self.files, &|p| self.compiler(p))
+    }
+
+    /// A whole link's output stored under `key`, copied to `dest`; returns
+    /// what was stored with it. Never an entry that failed its check.
+    pub fn get_link(&self, key: &Key, dest: &Path) -> Option<Vec<u8>> {
+        if self.broken.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.store.get_file(key, dest) {
+            Ok(Lookup::Hit { stderr, .. }) => Some(stderr),
+            Ok(Lookup::Corrupt) => {
+                self.counts.corrupt.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Lookup::Miss) => None,
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    /// Stores a link's output (streamed: it can be hundreds of MB).
+    pub fn put_link(&self, key: &Key, output: &Path, meta: &[u8]) {
+        if self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.store.put_file(key, output, meta) {
+            Ok(evicted) => {
+                self.counts.evicted.fetch_add(evicted, Ordering::Relaxed);
+            }
+            Err(e) => self.fail(&e),
+        }
     }
 
     fn compiler(&self, program: &OsStr) -> Result<Arc<CompilerId>, NotCacheable> {

@@ -166,6 +166,112 @@ impl Store {
         Ok(0)
     }
 
+    /// [`Store::put`] for a file too large to hold in memory (a whole
+    /// link's output): hashed, then copied, in blocks.
+    pub fn put_file(&self, key: &Key, file: &Path, meta: &[u8]) -> io::Result<u64> {
+        let path = self.entry(key);
+        if path.exists() {
+            return Ok(0);
+        }
+        let shard = self.shard(key);
+        fs::create_dir_all(&shard)?;
+        let mut content = blake3::Hasher::new();
+        let len = copy_blocks(&mut File::open(file)?, &mut io::sink(), &mut content)?;
+        content.update(meta);
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&key.0);
+        header.extend_from_slice(&len.to_le_bytes());
+        header.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+        header.extend_from_slice(content.finalize().as_bytes());
+        let tmp = tmp_path(&shard);
+        let written = (|| {
+            let mut out = io::BufWriter::new(OpenOptions::new().write(true).create_new(true).open(&tmp)?);
+            out.write_all(&header)?;
+            // The file may have changed since it was hashed: copy exactly
+            // what was hashed, or fail.
+            let mut again = blake3::Hasher::new();
+            let copied = copy_blocks(&mut File::open(file)?.take(len), &mut out, &mut again)?;
+            again.update(meta);
+            if copied != len || again.finalize() != content.finalize() {
+                return Err(io::Error::other(format!("{}: changed while being stored", file.display())));
+            }
+            out.write_all(meta)?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            fs::rename(&tmp, &path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        let size = HEADER as u64 + len + meta.len() as u64;
+        let _lock = Lock::take(&shard.join("lock"))?;
+        let budget = self.shard_budget();
+        let target = budget / 100 * CLEANUP_TARGET_PERCENT;
+        let Some((bytes, files)) = read_counter(&shard) else { return self.cleanup_locked(&shard, target) };
+        let (bytes, files) = (bytes.saturating_add(size), files + 1);
+        if bytes > budget {
+            return self.cleanup_locked(&shard, target);
+        }
+        write_counter(&shard, bytes, files)?;
+        Ok(0)
+    }
+
+    /// [`Store::get`] for a [`Store::put_file`] entry: the object is copied
+    /// to `dest` in blocks (through a temporary beside it, renamed once the
+    /// entry checked out) and the meta bytes returned. Never holds the
+    /// object in memory.
+    pub fn get_file(&self, key: &Key, dest: &Path) -> io::Result<Lookup> {
+        let path = self.entry(key);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) => return Err(e),
+        };
+        let total = file.metadata()?.len();
+        let mut header = [0u8; HEADER];
+        let header_ok = file.read_exact(&mut header).is_ok()
+            && &header[..8] == MAGIC
+            && header[8..40] == key.0
+            && u64::from_le_bytes(header[40..48].try_into().unwrap())
+                .checked_add(u64::from_le_bytes(header[48..56].try_into().unwrap()))
+                .and_then(|body| body.checked_add(HEADER as u64))
+                == Some(total);
+        if !header_ok {
+            drop(file);
+            self.discard(key, &path, total);
+            return Ok(Lookup::Corrupt);
+        }
+        let obj_len = u64::from_le_bytes(header[40..48].try_into().unwrap());
+        let tmp = tmp_path(dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+        let mut content = blake3::Hasher::new();
+        let copied = (|| {
+            let mut out = io::BufWriter::new(OpenOptions::new().write(true).create_new(true).open(&tmp)?);
+            let n = copy_blocks(&mut (&mut file).take(obj_len), &mut out, &mut content)?;
+            out.into_inner().map_err(|e| e.into_error())?;
+            Ok::<u64, io::Error>(n)
+        })();
+        let Ok(n) = copied else {
+            let _ = fs::remove_file(&tmp);
+            return Ok(Lookup::Miss);
+        };
+        let mut meta = Vec::new();
+        let meta_ok = file.read_to_end(&mut meta).is_ok();
+        content.update(&meta);
+        if n != obj_len || !meta_ok || content.finalize().as_bytes() != &header[56..88] {
+            let _ = fs::remove_file(&tmp);
+            drop(file);
+            self.discard(key, &path, total);
+            return Ok(Lookup::Corrupt);
+        }
+        let _ = file.set_modified(SystemTime::now());
+        if fs::rename(&tmp, dest).is_err() {
+            let _ = fs::remove_file(&tmp);
+            return Ok(Lookup::Miss);
+        }
+        Ok(Lookup::Hit { stderr: meta, unchanged: false })
+    }
+
     fn shard_budget(&self) -> u64 {
         match self.max_size {
             0 => u64::MAX,
@@ -368,6 +474,24 @@ impl Lock {
                 return Err(e);
             }
         }
+    }
+}
+
+/// Copies `from` to `to` in 1 MiB blocks, hashing what passes; returns
+/// the byte count.
+fn copy_blocks(from: &mut impl Read, to: &mut impl Write, hash: &mut blake3::Hasher) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 

@@ -118,6 +118,11 @@ impl SaveDir {
         SaveDir { state: Mutex::new(None) }
     }
 
+    /// Saving this link (a memoised output would leave the copy empty).
+    pub fn is_active(&self) -> bool {
+        self.state.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
     /// From `KDTHIN_SAVE_DIR`: creates `dir/<output name>.<pid>` (a relative
     /// `dir` is taken from the link's directory). Inactive when unset, or
     /// (after a warning) when the directory cannot be made.

@@ -57,6 +57,10 @@ pub struct LinkReport {
     /// in KiB, when the report was written.
     #[serde(default)]
     pub self_max_rss_kib: u64,
+    /// The whole output came from the cache (the link memo): no thin-link,
+    /// no backends, no final link ran.
+    #[serde(default)]
+    pub link_cached: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

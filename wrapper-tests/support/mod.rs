@@ -485,11 +485,17 @@ pub struct LtoLine {
     pub modules: usize,
     pub cached: usize,
     pub compiled: usize,
+    /// `(whole link cached)`: the link memo served the output.
+    pub whole_link: bool,
 }
 
 impl LtoLine {
     pub fn parse(line: &str) -> Option<LtoLine> {
         let w: Vec<&str> = line.split_whitespace().collect();
+        let (w, whole_link) = match w[..] {
+            [ref head @ .., "(whole", "link", "cached)"] => (head, true),
+            _ => (&w[..], false),
+        };
         let [lto, output, modules, "modules,", cached, "cached,", compiled, "compiled,", secs] = w[..] else {
             return None;
         };
@@ -501,6 +507,7 @@ impl LtoLine {
             modules: modules.parse().ok()?,
             cached: cached.parse().ok()?,
             compiled: compiled.parse().ok()?,
+            whole_link,
         })
     }
 }
