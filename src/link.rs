@@ -101,7 +101,7 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             // Each bitcode object's own compile flags. Any object without
             // usable ones means the whole link stays in-process: a backend
             // with guessed flags could silently differ.
-            let compiles = match recover_compiles(&dist) {
+            let compiles = match recover_compiles(&dist, &output, settings.verbose) {
                 Ok(c) => c,
                 Err(why) => {
                     eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
@@ -217,14 +217,40 @@ fn cmd_object(m: &plan::Module) -> PathBuf {
     }
 }
 
-fn recover_compiles(dist: &DistPlan) -> Result<Vec<kbuild::compile::CompileCommand>, String> {
-    dist.modules
+/// Each module's compile: from its `.cmd` file, or, when that is missing or
+/// stale, from the recipe running this link (a single-object module's).
+/// With `verbose`, says where the flags came from.
+fn recover_compiles(
+    dist: &DistPlan,
+    output: &Path,
+    verbose: bool,
+) -> Result<Vec<kbuild::compile::CompileCommand>, String> {
+    let parent = kbuild::ParentRecipe::new();
+    let mut from_cmd_files = 0;
+    let compiles = dist
+        .modules
         .iter()
         .map(|m| {
             let obj = cmd_object(m);
-            kbuild::compile::lookup(&obj).map_err(|e| format!("{}: {e}", obj.display()))
+            let (cc, source) = kbuild::recover(&obj, &parent).map_err(|e| format!("{}: {e}", obj.display()))?;
+            match source {
+                kbuild::Source::CmdFile(_) => from_cmd_files += 1,
+                kbuild::Source::Recipe { .. } if verbose => {
+                    eprintln!("kdthin-ld: {}: {}: compile flags from {source}", output.display(), obj.display());
+                }
+                kbuild::Source::Recipe { .. } => {}
+            }
+            Ok(cc)
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    if verbose {
+        eprintln!(
+            "kdthin-ld: {}: compile flags: {from_cmd_files} from .cmd files, {} from the recipe running this link",
+            output.display(),
+            compiles.len() - from_cmd_files
+        );
+    }
+    Ok(compiles)
 }
 
 /// Run a command, echoing it first when verbose. With `capture`, its

@@ -19,4 +19,5 @@ mod remote;
 mod report;
 mod savedir;
 mod signals;
+mod single_module;
 mod tty;

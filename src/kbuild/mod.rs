@@ -5,10 +5,15 @@
 //!   escaping.
 //! - [`shell`]: split the recorded shell command into the compiler's argv.
 //! - [`compile`]: pick the compile apart and build the backend command.
+//! - [`recipe`]: when the `.cmd` file is missing or stale (a single-object
+//!   module is linked inside its compile recipe, before kbuild writes it),
+//!   find the compile in the script of the recipe running the link.
 
 pub mod cmdfile;
 pub mod compile;
+pub mod recipe;
 pub mod shell;
 
 pub use cmdfile::{cmd_file_for, read_command_for, CmdFileError};
-pub use compile::{backend_argv, lookup, CompileCommand};
+pub use compile::{backend_argv, lookup, recover, CompileCommand, Source};
+pub use recipe::ParentRecipe;

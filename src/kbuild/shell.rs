@@ -1,16 +1,24 @@
-//! Word splitting for the first simple command of a `/bin/sh -c` string.
+//! Word splitting of `/bin/sh -c` strings: the first simple command of a
+//! recorded command ([`split_first_command`]), or every simple command of a
+//! recipe script ([`split_script`]).
 //!
 //! make runs kbuild recipes with `/bin/sh` (kbuild does not set `SHELL`), so
-//! a recorded command is POSIX shell text. We need only the compiler's argv,
-//! which is the first simple command: `clang ... -c -o x.o x.c ; objtool ...`.
+//! a recorded command is POSIX shell text. From a `.cmd` file we need only
+//! the compiler's argv, which is the first simple command:
+//! `clang ... -c -o x.o x.c ; objtool ...`. From the script of the recipe
+//! that runs a link (see [`super::recipe`]) we need each command's words and
+//! how it is joined to the next one.
 //!
 //! Only quote removal is implemented. Expansions (`$VAR`, `$(...)`,
-//! backticks, globs, `~`) and redirections are rejected with an error naming
-//! the construct: their result depends on the environment, the file system
-//! and the shell of the original make run, none of which we can reproduce
-//! faithfully. A wrong guess would compile the backend with different flags
-//! and nobody would notice; an error makes the caller fall back to a slower
-//! but correct link. kbuild's compile commands never need any of these.
+//! backticks, globs, `~`) are rejected with an error naming the construct:
+//! their result depends on the environment, the file system and the shell of
+//! the original make run, none of which we can reproduce faithfully. A wrong
+//! guess would compile the backend with different flags and nobody would
+//! notice; an error makes the caller fall back to a slower but correct link.
+//! kbuild's compile commands never need any of these. Redirections are
+//! rejected in a `.cmd` command too; in a script they are recognised (and
+//! left out of the words), since kbuild's recipes write the `.cmd` file with
+//! one (`fixdep ... > .x.o.cmd`) and `make -s` adds `exec >/dev/null`.
 
 use std::fmt;
 
@@ -49,33 +57,163 @@ const RESERVED: &[&str] =
 /// It ends at an unquoted `;`, `&`, `&&`, `|`, `||`, newline or comment;
 /// the rest of the string is ignored.
 pub fn split_first_command(cmd: &str) -> Result<Vec<String>, ShellError> {
-    let b = cmd.as_bytes();
+    let words = lex_command(cmd.as_bytes(), 0, false)?.0;
+    if words.is_empty() {
+        return Err(ShellError::Empty);
+    }
+    Ok(words)
+}
+
+/// How a command of a script is joined to the one after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sep {
+    /// `;`, a newline, or the end of the script.
+    Seq,
+    /// `&&`
+    And,
+    /// `||`
+    Or,
+    /// `|`
+    Pipe,
+    /// `&`
+    Background,
+}
+
+/// One simple command of a script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCommand {
+    /// Byte offset of its first character in the script.
+    pub at: usize,
+    /// Its words with quotes removed and redirections left out, or why they
+    /// cannot be known (an expansion, a compound command, ...).
+    pub words: Result<Vec<String>, ShellError>,
+    /// What joins it to the next command.
+    pub then: Sep,
+}
+
+/// Split a whole `/bin/sh -c` script into its simple commands, in order.
+///
+/// A command whose words cannot be known is kept, with the error, and the
+/// split goes on after it at the next unquoted `;`, `&`, `|` or newline
+/// outside parentheses. That resynchronisation is approximate (a compound
+/// command, a `$(...)` or a here-document holds commands of its own), so a
+/// caller must not trust anything that comes after such a command.
+/// Empty commands (blank lines, comments) are left out.
+pub fn split_script(script: &str) -> Vec<ScriptCommand> {
+    let b = script.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b' ' | b'\t' | b'\n' | b';' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                i = end_of_line(b, i);
+                continue;
+            }
+            _ => {}
+        }
+        let at = i;
+        let (words, mut end) = match lex_command(b, at, true) {
+            Ok((words, end)) => (Ok(words), end),
+            Err(e) => (Err(e), skip_command(b, at)),
+        };
+        if b.get(end) == Some(&b'#') {
+            end = end_of_line(b, end);
+        }
+        let (then, len) = match (b.get(end), b.get(end + 1)) {
+            (Some(b'&'), Some(b'&')) => (Sep::And, 2),
+            (Some(b'|'), Some(b'|')) => (Sep::Or, 2),
+            (Some(b'&'), _) => (Sep::Background, 1),
+            (Some(b'|'), _) => (Sep::Pipe, 1),
+            (Some(_), _) => (Sep::Seq, 1),
+            (None, _) => (Sep::Seq, 0),
+        };
+        if !matches!(&words, Ok(w) if w.is_empty()) {
+            out.push(ScriptCommand { at, words, then });
+        }
+        i = end + len;
+    }
+    out
+}
+
+/// The index of the newline that ends the line holding `b[i]` (or the end).
+fn end_of_line(b: &[u8], i: usize) -> usize {
+    b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |n| i + n)
+}
+
+/// Where the command starting at `b[start]` ends, for one whose words could
+/// not be read: the next unquoted `;`, `&`, `|` or newline outside
+/// parentheses, or the end of the script.
+fn skip_command(b: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'\\' => i += 1,
+            b'\'' | b'`' => {
+                i = b[i + 1..].iter().position(|&x| x == c).map_or(b.len(), |n| i + 1 + n);
+            }
+            b'"' => {
+                i += 1;
+                while let Some(&x) = b.get(i) {
+                    match x {
+                        b'\\' => i += 1,
+                        b'"' => break,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'#' if i == start || matches!(b[i - 1], b' ' | b'\t') => {
+                i = end_of_line(b, i);
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b';' | b'&' | b'|' | b'\n' if depth == 0 => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The words of the simple command starting at `b[start]`, and the index of
+/// what ended it: an unquoted `;`, `&`, `|`, newline or comment, or the end.
+/// With `redirections`, `[n]>file` and the like are skipped; without, they
+/// are an error.
+fn lex_command(b: &[u8], start: usize, redirections: bool) -> Result<(Vec<String>, usize), ShellError> {
     let unsupported = |construct, at| Err(ShellError::Unsupported { construct, at });
     let mut words: Vec<String> = Vec::new();
     // `Some` once a word has started: `''` is a word, even though empty.
     let mut word: Option<Vec<u8>> = None;
-    let mut word_start = 0;
+    let mut word_start = start;
     // Whether any part of the current word was quoted or escaped.
     let mut quoted = false;
-    let mut i = 0;
+    // The next word is the target of a redirection, not an argument.
+    let mut target = false;
+    let mut i = start;
 
     while let Some(&c) = b.get(i) {
         if word.is_none() && !matches!(c, b' ' | b'\t') {
             word_start = i;
             quoted = false;
-            if words.is_empty() && is_assignment(&b[i..]) {
+            if words.is_empty() && !target && is_assignment(&b[i..]) {
                 return unsupported("an environment assignment before the command", i);
             }
         }
         match c {
             b' ' | b'\t' => {
                 if let Some(w) = word.take() {
-                    finish_word(&mut words, w, quoted, word_start)?;
+                    end_word(&mut words, w, quoted, word_start, &mut target)?;
                 }
                 i += 1;
                 continue;
             }
-            // `&&`, `||` and `|` end the first command just like `;` does.
+            // `&&`, `||` and `|` end the command just like `;` does.
             b';' | b'&' | b'|' | b'\n' => break,
             b'#' if word.is_none() => break, // comment to end of line
             b'\\' => {
@@ -111,7 +249,25 @@ pub fn split_first_command(cmd: &str) -> Result<Vec<String>, ShellError> {
                 }
             }
             b'`' => return unsupported("command substitution `...`", i),
-            b'<' | b'>' => return unsupported("a redirection", i),
+            b'<' | b'>' if !redirections => return unsupported("a redirection", i),
+            b'<' | b'>' => {
+                if target && word.is_none() {
+                    return unsupported("a redirection without a target", i);
+                }
+                match word.take() {
+                    // `2>`: an unquoted number right before is the descriptor.
+                    Some(w) if !quoted && w.iter().all(u8::is_ascii_digit) => {}
+                    Some(w) => end_word(&mut words, w, quoted, word_start, &mut target)?,
+                    None => {}
+                }
+                i += match (c, b.get(i + 1)) {
+                    (b'<', Some(b'<')) => return unsupported("a here-document", i),
+                    (b'>', Some(b'>' | b'|' | b'&')) | (b'<', Some(b'&' | b'>')) => 2,
+                    _ => 1,
+                };
+                target = true;
+                continue;
+            }
             b'(' | b')' => return unsupported("a subshell or function definition", i),
             b'*' | b'?' | b'[' => return unsupported("a pathname pattern (glob)", i),
             // A group `{ ...; }`, or, in bash (/bin/sh on some distributions),
@@ -124,12 +280,20 @@ pub fn split_first_command(cmd: &str) -> Result<Vec<String>, ShellError> {
         i += 1;
     }
     if let Some(w) = word {
-        finish_word(&mut words, w, quoted, word_start)?;
+        end_word(&mut words, w, quoted, word_start, &mut target)?;
     }
-    if words.is_empty() {
-        return Err(ShellError::Empty);
+    if target {
+        return unsupported("a redirection without a target", i);
     }
-    Ok(words)
+    Ok((words, i))
+}
+
+/// A word is complete: an argument, or the target of a redirection (dropped).
+fn end_word(words: &mut Vec<String>, w: Vec<u8>, quoted: bool, at: usize, target: &mut bool) -> Result<(), ShellError> {
+    if std::mem::take(target) {
+        return Ok(());
+    }
+    finish_word(words, w, quoted, at)
 }
 
 fn finish_word(words: &mut Vec<String>, w: Vec<u8>, quoted: bool, at: usize) -> Result<(), ShellError> {
@@ -382,6 +546,133 @@ mod tests {
             let stdout = String::from_utf8(out.stdout).unwrap();
             let theirs: Vec<&str> = stdout.split_terminator('\0').collect();
             assert_eq!(ours[1..], theirs, "{args}");
+        }
+    }
+
+    fn words_of(script: &str) -> Vec<(Vec<String>, Sep)> {
+        split_script(script)
+            .into_iter()
+            .map(|c| (c.words.unwrap_or_else(|e| panic!("{script:?}: {e}")), c.then))
+            .collect()
+    }
+
+    fn w(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn script_commands_and_separators() {
+        assert_eq!(
+            words_of("set -e; a 'b; c' && d || e | f & g\nh;i # j; k\n\n  ;l"),
+            [
+                (w("set -e"), Sep::Seq),
+                (vec!["a".into(), "b; c".into()], Sep::And),
+                (w("d"), Sep::Or),
+                (w("e"), Sep::Pipe),
+                (w("f"), Sep::Background),
+                (w("g"), Sep::Seq),
+                (w("h"), Sep::Seq),
+                (w("i"), Sep::Seq),
+                (w("l"), Sep::Seq),
+            ]
+        );
+        let cmds = split_script("  x y;z");
+        assert_eq!((cmds[0].at, cmds[1].at), (2, 6));
+        assert!(split_script(" ;\n# only a comment\n").is_empty());
+    }
+
+    #[test]
+    fn script_redirections_are_not_words() {
+        assert_eq!(
+            words_of("exec >/dev/null; a 2>&1 b >>'o g' <in c 3<>f d>e; f >|g; h 12>x"),
+            [(w("exec"), Sep::Seq), (w("a b c d"), Sep::Seq), (w("f"), Sep::Seq), (w("h"), Sep::Seq),]
+        );
+        // A quoted or non-numeric word before `>` is an argument.
+        assert_eq!(words_of("a '2'>x a1>y")[0].0, w("a 2 a1"));
+        for (script, construct) in [
+            ("cat <<EOF", "a here-document"),
+            ("a >", "a redirection without a target"),
+            ("a > ;", "a redirection without a target"),
+            ("a > > x", "a redirection without a target"),
+            ("a > $X", "parameter expansion $NAME"),
+        ] {
+            match &split_script(script)[0].words {
+                Err(ShellError::Unsupported { construct: c, .. }) => assert_eq!(*c, construct, "{script:?}"),
+                other => panic!("{script:?}: {other:?}"),
+            }
+        }
+        // A .cmd file's first command still refuses them.
+        assert_eq!(unsupported("cc x.c 2>/dev/null"), "a redirection");
+    }
+
+    #[test]
+    fn script_resynchronises_after_what_it_cannot_read() {
+        let cmds = split_script("x=$(a; b) c; { d; e; } > f; g \"$(h; i)\"; j 'k; l\n");
+        let shown: Vec<String> = cmds
+            .iter()
+            .map(|c| match &c.words {
+                Ok(w) => w.join(" "),
+                Err(_) => format!("?{}", c.at),
+            })
+            .collect();
+        assert_eq!(shown, ["?0", "?13", "e", "?21", "?28", "?41"]);
+    }
+
+    /// The real kbuild recipes (kbuild/testdata/*-recipe-*.sh), run by
+    /// /bin/sh with the programs replaced by a function that prints its
+    /// arguments: the same commands, with the same words, in the same order.
+    #[test]
+    fn script_agrees_with_bin_sh() {
+        if !std::path::Path::new("/bin/sh").exists() {
+            eprintln!("skipped: no /bin/sh");
+            return;
+        }
+        let programs = [
+            "clang-22 ",
+            "clang-14 ",
+            "/check/work/main/target/stage/usr/bin/kdthin-ld ",
+            "/tmp/tgt-k/release/kdthin-ld ",
+            "mv ",
+            "./tools/objtool/objtool ",
+            "scripts/basic/fixdep ",
+            "rm -f lib/.crc",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lib")).unwrap();
+        for (name, script) in [
+            ("612", include_str!("testdata/612-recipe-crc-ccitt.sh")),
+            ("612-V1", include_str!("testdata/612-recipe-crc-ccitt-V1.sh")),
+            ("61", include_str!("testdata/61-recipe-crc-ccitt.sh")),
+            ("61-silent", include_str!("testdata/61-recipe-crc-ccitt-silent.sh")),
+            ("mixed", "a 'b c' 2>/dev/null && x=1 kbprint_env\nb \"d\\\"e\" >>f; c\\ d <f"),
+        ] {
+            let mut script = script.to_string();
+            for p in programs {
+                script = script.replace(p, &format!("kbprint {p}"));
+            }
+            let script = script.replace("a 'b c'", "kbprint a 'b c'").replace("\nb ", "\nkbprint b ");
+            let script = script.replace("; c\\ d", "; kbprint c\\ d");
+            let ours: Vec<Vec<String>> = split_script(&script)
+                .into_iter()
+                .filter_map(|c| c.words.ok())
+                .filter(|w| w[0] == "kbprint")
+                .map(|w| w[1..].to_vec())
+                .collect();
+            assert!(ours.len() >= 3, "{name}: {ours:?}");
+            let out = dir.path().join("out");
+            let wrapped = format!(
+                "kbprint() {{ printf '%s\\0' \"$@\" >&3; printf '\\1' >&3; }}; exec 3>'{}'; {script}",
+                out.display()
+            );
+            let ran =
+                std::process::Command::new("/bin/sh").arg("-c").arg(&wrapped).current_dir(dir.path()).output().unwrap();
+            assert!(ran.status.success(), "{name}: {}", String::from_utf8_lossy(&ran.stderr));
+            let printed = std::fs::read_to_string(&out).unwrap();
+            let theirs: Vec<Vec<String>> = printed
+                .split_terminator('\u{1}')
+                .map(|c| c.split_terminator('\0').map(String::from).collect())
+                .collect();
+            assert_eq!(ours, theirs, "{name}");
         }
     }
 }
