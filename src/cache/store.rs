@@ -152,17 +152,22 @@ impl Store {
         header.extend_from_slice(content.finalize().as_bytes());
         write_atomically(&path, &[&header, native, stderr])?;
 
-        let size = (HEADER + native.len() + stderr.len()) as u64;
+        self.count_new_entry(&shard, (HEADER + native.len() + stderr.len()) as u64)
+    }
+
+    /// Adds a stored entry of `size` bytes to its shard's counter, and
+    /// keeps the shard within budget. Returns the number of entries evicted.
+    fn count_new_entry(&self, shard: &Path, size: u64) -> io::Result<u64> {
         let _lock = Lock::take(&shard.join("lock"))?;
         let budget = self.shard_budget();
         let target = budget / 100 * CLEANUP_TARGET_PERCENT;
         // A missing or garbled counter is rebuilt from the listing.
-        let Some((bytes, files)) = read_counter(&shard) else { return self.cleanup_locked(&shard, target) };
+        let Some((bytes, files)) = read_counter(shard) else { return self.cleanup_locked(shard, target) };
         let (bytes, files) = (bytes.saturating_add(size), files + 1);
         if bytes > budget {
-            return self.cleanup_locked(&shard, target);
+            return self.cleanup_locked(shard, target);
         }
-        write_counter(&shard, bytes, files)?;
+        write_counter(shard, bytes, files)?;
         Ok(0)
     }
 
@@ -204,17 +209,7 @@ impl Store {
             let _ = fs::remove_file(&tmp);
         }
         written?;
-        let size = HEADER as u64 + len + meta.len() as u64;
-        let _lock = Lock::take(&shard.join("lock"))?;
-        let budget = self.shard_budget();
-        let target = budget / 100 * CLEANUP_TARGET_PERCENT;
-        let Some((bytes, files)) = read_counter(&shard) else { return self.cleanup_locked(&shard, target) };
-        let (bytes, files) = (bytes.saturating_add(size), files + 1);
-        if bytes > budget {
-            return self.cleanup_locked(&shard, target);
-        }
-        write_counter(&shard, bytes, files)?;
-        Ok(0)
+        self.count_new_entry(&shard, HEADER as u64 + len + meta.len() as u64)
     }
 
     /// [`Store::get`] for a [`Store::put_file`] entry: the object is copied

@@ -528,6 +528,46 @@ fn put_then_get() {
     assert!(t.path().join("c/CACHEDIR.TAG").exists());
 }
 
+/// Whole-link outputs: streamed in and out in 1 MiB blocks, so a size
+/// that is not a multiple of the block and more than one block.
+#[test]
+fn put_file_then_get_file_and_damage() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
+    let out: Vec<u8> = (0..(3 << 20) + 12345).map(|i| (i * 7 % 251) as u8).collect();
+    let src = t.path().join("vmlinux.o");
+    fs::write(&src, &out).unwrap();
+    let k = key_in(5, 1);
+    let dest = t.path().join("restored.o");
+    assert_eq!(cache.get_link(&k, &dest), None);
+    cache.put_link(&k, &src, b"{\"meta\":1}");
+    assert_eq!(cache.get_link(&k, &dest).as_deref(), Some(&b"{\"meta\":1}"[..]));
+    assert!(fs::read(&dest).unwrap() == out, "restored output differs");
+
+    // A damaged entry is removed, never written to the destination.
+    let entry = fs::read_dir(t.path().join("c/v1/5"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().len() == 64)
+        .unwrap();
+    let mut d = fs::read(&entry).unwrap();
+    let mid = d.len() / 2;
+    d[mid] ^= 1;
+    fs::write(&entry, d).unwrap();
+    fs::remove_file(&dest).unwrap();
+    assert_eq!(cache.get_link(&k, &dest), None);
+    assert!(!dest.exists() && !entry.exists(), "damaged entry used or kept");
+    assert_eq!(cache.link_stats().corrupt, 1);
+    // No temporaries left beside the destination.
+    let strays: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?}");
+}
+
 #[test]
 fn corrupt_entries_are_discarded_never_used() {
     let t = tempfile::tempdir().unwrap();
