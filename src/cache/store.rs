@@ -144,12 +144,7 @@ impl Store {
         let mut content = blake3::Hasher::new();
         content.update(native);
         content.update(stderr);
-        let mut header = Vec::with_capacity(HEADER);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&key.0);
-        header.extend_from_slice(&(native.len() as u64).to_le_bytes());
-        header.extend_from_slice(&(stderr.len() as u64).to_le_bytes());
-        header.extend_from_slice(content.finalize().as_bytes());
+        let header = entry_header(key, native.len() as u64, stderr.len() as u64, &content);
         write_atomically(&path, &[&header, native, stderr])?;
 
         self.count_new_entry(&shard, (HEADER + native.len() + stderr.len()) as u64)
@@ -183,12 +178,7 @@ impl Store {
         let mut content = blake3::Hasher::new();
         let len = copy_blocks(&mut File::open(file)?, &mut io::sink(), &mut content)?;
         content.update(meta);
-        let mut header = Vec::with_capacity(HEADER);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&key.0);
-        header.extend_from_slice(&len.to_le_bytes());
-        header.extend_from_slice(&(meta.len() as u64).to_le_bytes());
-        header.extend_from_slice(content.finalize().as_bytes());
+        let header = entry_header(key, len, meta.len() as u64, &content);
         let tmp = tmp_path(&shard);
         let written = (|| {
             let mut out = io::BufWriter::new(OpenOptions::new().write(true).create_new(true).open(&tmp)?);
@@ -470,6 +460,17 @@ impl Lock {
             }
         }
     }
+}
+
+/// magic, key, object length, stderr (or meta) length, content hash.
+fn entry_header(key: &Key, obj_len: u64, extra_len: u64, content: &blake3::Hasher) -> Vec<u8> {
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&key.0);
+    header.extend_from_slice(&obj_len.to_le_bytes());
+    header.extend_from_slice(&extra_len.to_le_bytes());
+    header.extend_from_slice(content.finalize().as_bytes());
+    header
 }
 
 /// Copies `from` to `to` in 1 MiB blocks, hashing what passes; returns
