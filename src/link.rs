@@ -344,14 +344,7 @@ fn distribute(link: &Link) -> Result<i32> {
     if let Some(meta) = link.memo.as_ref().and_then(|m| m.restore(output)) {
         let _ = std::io::stderr().write_all(&meta.stderr);
         if !settings.silent {
-            println!(
-                "  {:<7} {}  {} modules, {} cached, 0 compiled, {:.1}s (whole link cached)",
-                "LTO",
-                output.display(),
-                meta.used,
-                meta.used,
-                t0.elapsed().as_secs_f64()
-            );
+            println!("{} (whole link cached)", lto_line(output, meta.used, meta.used, 0, 0, t0));
         }
         rec.update(|r| {
             (r.modules, r.used_modules, r.cache_hits) = (dist.modules.len(), meta.used, meta.used);
@@ -373,16 +366,7 @@ fn distribute(link: &Link) -> Result<i32> {
     }
     if let Ok(r) = &result {
         if r.code == 0 && r.fallback.is_none() && !settings.silent {
-            let remote = if r.remote > 0 { format!(" ({} remote)", r.remote) } else { String::new() };
-            println!(
-                "  {:<7} {}  {} modules, {} cached, {} compiled{remote}, {:.1}s",
-                "LTO",
-                output.display(),
-                r.modules,
-                r.cached,
-                r.compiled,
-                t0.elapsed().as_secs_f64()
-            );
+            println!("{}", lto_line(output, r.modules, r.cached, r.compiled, r.remote, t0));
         }
     }
     let keep: HashSet<PathBuf> = match &result {
@@ -425,6 +409,19 @@ fn distribute(link: &Link) -> Result<i32> {
     rec.finish(r.code);
     save.finish(&format!("exit code {}", r.code));
     Ok(r.code)
+}
+
+/// kbuild-style summary of a distributed link, e.g.
+/// `  LTO     vmlinux.o  597 modules, 586 cached, 11 compiled, 1.1s`
+/// (tests and bench/run parse it).
+fn lto_line(output: &Path, modules: usize, cached: usize, compiled: usize, remote: usize, t0: Instant) -> String {
+    let remote = if remote > 0 { format!(" ({remote} remote)") } else { String::new() };
+    format!(
+        "  {:<7} {}  {modules} modules, {cached} cached, {compiled} compiled{remote}, {:.1}s",
+        "LTO",
+        output.display(),
+        t0.elapsed().as_secs_f64()
+    )
 }
 
 struct Outcome {
