@@ -20,6 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use crate::backends::Backends;
+use crate::exec::verify::{machine_of_triple, NativeCheck};
 use crate::exec::{shell_quote, Job, JobError};
 use crate::kbuild::compile::CompileCommand;
 
@@ -56,6 +57,9 @@ pub fn parse(json: &str) -> Result<JobList> {
 /// lists them, which is also the layout the cache and REAPI expect.
 pub fn plan(list: &JobList, own_flags: &dyn Fn(&Path) -> Option<CompileCommand>) -> Result<Vec<Job>> {
     let (compiler, common) = list.common.args.split_first().expect("checked by parse");
+    // ld.lld names the target in the common arguments (`--target=TRIPLE`).
+    let machine = common.iter().find_map(|a| a.strip_prefix("--target=")).and_then(machine_of_triple);
+    let check = NativeCheck { machine };
     list.jobs
         .iter()
         .enumerate()
@@ -80,6 +84,7 @@ pub fn plan(list: &JobList, own_flags: &dyn Fn(&Path) -> Option<CompileCommand>)
                 outputs: j.outputs.iter().map(PathBuf::from).collect(),
                 weight,
                 install: None,
+                check: Some(check),
             })
         })
         .collect()
@@ -104,6 +109,10 @@ pub fn run(json_path: &Path) -> Result<i32> {
             JobError::Failed { status, stderr } => {
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), stderr);
                 eprintln!("kdthin: error: ThinLTO backend for {} failed ({status}); command:", job.label);
+            }
+            JobError::BadOutput { why, stderr } => {
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), stderr);
+                eprintln!("kdthin: error: ThinLTO backend for {} exited 0 but failed: {why}; command:", job.label);
             }
             JobError::Spawn(e) => eprintln!("kdthin: error: ThinLTO backend for {}: {e}; command:", job.label),
         }

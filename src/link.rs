@@ -506,6 +506,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             outputs: vec![tmp],
             weight,
             install: Some(m.native.clone()),
+            check: Some(dist.native_check),
         });
     }
     drop(compiles);
@@ -551,6 +552,13 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
                 JobError::Failed { status, stderr } => {
                     let _ = std::io::stderr().write_all(stderr);
                     eprintln!("kdthin-ld: error: ThinLTO backend for {} failed ({status}); command:", job.label);
+                }
+                JobError::BadOutput { why, stderr } => {
+                    let _ = std::io::stderr().write_all(stderr);
+                    eprintln!(
+                        "kdthin-ld: error: ThinLTO backend for {} failed although it exited 0: {why}; command:",
+                        job.label
+                    );
                 }
                 JobError::Spawn(e) => {
                     eprintln!(

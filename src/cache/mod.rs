@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::exec::verify::NativeCheck;
 use crate::exec::{Executor, Job, JobError, JobOutcome};
 pub use key::{mask_paths, CompilerId, FileHashes, Key, KeyInputs, NotCacheable};
 pub use link_key::{LinkKeyInputs, ModuleInputs};
@@ -256,11 +257,15 @@ impl Cache {
     /// already holds it) and returns the stderr its compile printed
     /// (warnings, to show again). Never returns an entry that failed its
     /// check.
-    pub fn get(&self, key: &Key, dest: &Path, installed: Option<&Path>) -> Option<Hit> {
+    ///
+    /// With `check`, an entry whose object fails it (an empty object stored
+    /// by an older kdthin-ld, say) counts as corrupt: removed, and a miss.
+    pub fn get(&self, key: &Key, dest: &Path, installed: Option<&Path>, check: Option<&NativeCheck>) -> Option<Hit> {
         if self.broken.load(Ordering::Relaxed) {
             return None;
         }
-        let found = self.store.get(key, dest, installed).unwrap_or_else(|e| {
+        let usable = |obj: &[u8], stderr: &[u8]| check.is_none_or(|c| c.check(obj, stderr).is_ok());
+        let found = self.store.get(key, dest, installed, &usable).unwrap_or_else(|e| {
             self.fail(&e);
             Lookup::Miss
         });
@@ -431,7 +436,7 @@ impl<E: Executor> Executor for CachingExecutor<'_, E> {
         let inputs = KeyInputs { argv: &job.argv, masked: &masked, index, bitcode, imports, cwd: &self.cwd };
         let Ok(key) = self.cache.key(&inputs) else { return self.inner.run(job) };
         let start = Instant::now();
-        if let Some(hit) = self.cache.get(&key, native, job.install.as_deref()) {
+        if let Some(hit) = self.cache.get(&key, native, job.install.as_deref(), job.check.as_ref()) {
             return Ok(JobOutcome {
                 id: job.id,
                 wall: start.elapsed(),
@@ -440,6 +445,8 @@ impl<E: Executor> Executor for CachingExecutor<'_, E> {
                 already_installed: hit.unchanged,
             });
         }
+        // The inner executors check what they produce (`Job::check`): only a
+        // verified object gets here, so nothing unusable is ever stored.
         let outcome = self.inner.run(job)?;
         self.cache.put(&key, native, &outcome.stderr);
         Ok(outcome)

@@ -103,7 +103,16 @@ impl Store {
     /// backend that then runs will report it.
     /// On a verified hit, writes the object to `dest`, unless `installed`
     /// already holds exactly these bytes (then nothing is written).
-    pub fn get(&self, key: &Key, dest: &Path, installed: Option<&Path>) -> io::Result<Lookup> {
+    /// `usable` judges the object and its stderr beyond the entry's own
+    /// check (a backend's object must be one: `exec::verify`); an entry
+    /// it rejects is removed like a corrupt one.
+    pub fn get(
+        &self,
+        key: &Key,
+        dest: &Path,
+        installed: Option<&Path>,
+        usable: &dyn Fn(&[u8], &[u8]) -> bool,
+    ) -> io::Result<Lookup> {
         let path = self.entry(key);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -112,7 +121,7 @@ impl Store {
         };
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let Some((obj, stderr)) = check(&data, key) else {
+        let Some((obj, stderr)) = check(&data, key).filter(|(obj, stderr)| usable(obj, stderr)) else {
             drop(file);
             self.discard(key, &path, data.len() as u64);
             return Ok(Lookup::Corrupt);

@@ -500,16 +500,16 @@ fn a_hit_identical_to_the_installed_object_writes_nothing() {
     let dest = t.path().join("tmp.o");
     // Installed differs (size, then content): the object goes to dest.
     fs::write(&installed, vec![7; 999]).unwrap();
-    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(false));
+    assert_eq!(cache.get(&k, &dest, Some(&installed), None).map(|h| h.unchanged), Some(false));
     assert_eq!(fs::read(&dest).unwrap(), vec![7; 1000]);
     fs::remove_file(&dest).unwrap();
     fs::write(&installed, [vec![7; 999], vec![8]].concat()).unwrap();
-    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(false));
+    assert_eq!(cache.get(&k, &dest, Some(&installed), None).map(|h| h.unchanged), Some(false));
     assert!(dest.exists());
     fs::remove_file(&dest).unwrap();
     // Installed holds exactly the object: a hit, and dest is not created.
     fs::write(&installed, vec![7; 1000]).unwrap();
-    assert_eq!(cache.get(&k, &dest, Some(&installed)).map(|h| h.unchanged), Some(true));
+    assert_eq!(cache.get(&k, &dest, Some(&installed), None).map(|h| h.unchanged), Some(true));
     assert!(!dest.exists());
 }
 
@@ -519,9 +519,9 @@ fn put_then_get() {
     let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
     let k = key_in(3, 1);
     let dest = t.path().join("dest.o");
-    assert_eq!(cache.get(&k, &dest, None), None);
+    assert_eq!(cache.get(&k, &dest, None, None), None);
     cache.put(&k, &object(t.path(), "n.o", 1000, 7), b"warning: frame size\n");
-    assert_eq!(cache.get(&k, &dest, None).map(|h| h.stderr).as_deref(), Some(&b"warning: frame size\n"[..]));
+    assert_eq!(cache.get(&k, &dest, None, None).map(|h| h.stderr).as_deref(), Some(&b"warning: frame size\n"[..]));
     assert_eq!(fs::read(&dest).unwrap(), vec![7; 1000]);
     let s = cache.link_stats();
     assert_eq!((s.hits, s.misses, s.stored), (1, 1, 1));
@@ -597,12 +597,12 @@ fn corrupt_entries_are_discarded_never_used() {
         let path = t.path().join("c/v1/5").join(k.to_hex());
         f(&path);
         let dest = t.path().join(format!("d{n}.o"));
-        assert_eq!(cache.get(&k, &dest, None), None, "{what}: served");
+        assert_eq!(cache.get(&k, &dest, None, None), None, "{what}: served");
         assert!(!dest.exists(), "{what}: written to the destination");
         assert!(!path.exists(), "{what}: not removed");
         // Rebuilt: stored again, then served.
         cache.put(&k, &native, b"");
-        assert!(cache.get(&k, &dest, None).is_some(), "{what}: not stored again");
+        assert!(cache.get(&k, &dest, None, None).is_some(), "{what}: not stored again");
     }
     assert_eq!(cache.link_stats().corrupt, 4);
 
@@ -610,7 +610,7 @@ fn corrupt_entries_are_discarded_never_used() {
     let (a, b) = (key_in(6, 100), key_in(6, 101));
     cache.put(&a, &native, b"");
     fs::copy(t.path().join("c/v1/6").join(a.to_hex()), t.path().join("c/v1/6").join(b.to_hex())).unwrap();
-    assert_eq!(cache.get(&b, &t.path().join("x.o"), None), None);
+    assert_eq!(cache.get(&b, &t.path().join("x.o"), None, None), None);
 }
 
 #[test]
@@ -628,7 +628,7 @@ fn concurrent_puts_from_threads() {
                 for _ in 0..20 {
                     c.put(&k, native, b"");
                     let dest = native.with_file_name(format!("out{i}.o"));
-                    if c.get(&k, &dest, None).is_some() {
+                    if c.get(&k, &dest, None, None).is_some() {
                         assert_eq!(fs::read(&dest).unwrap(), vec![9; 20_000]);
                     }
                 }
@@ -636,7 +636,7 @@ fn concurrent_puts_from_threads() {
         }
     });
     let c = Cache::try_open(&settings(&dir, 0)).unwrap().unwrap();
-    assert!(c.get(&k, &t.path().join("final.o"), None).is_some());
+    assert!(c.get(&k, &t.path().join("final.o"), None, None).is_some());
     assert_eq!(entries(&dir).len(), 1);
 }
 
@@ -653,7 +653,7 @@ fn child_puts() {
         let native = object(scratch.path(), "n.o", 1000 + n as usize, n as u8);
         c.put(&k, &native, b"");
         let dest = scratch.path().join("d.o");
-        if c.get(&k, &dest, None).is_some() {
+        if c.get(&k, &dest, None, None).is_some() {
             assert_eq!(fs::read(&dest).unwrap(), vec![n as u8; 1000 + n as usize]);
         }
     }
@@ -690,7 +690,7 @@ fn concurrent_puts_from_processes() {
     for (path, _) in entries(&dir) {
         let k = Key(hex_key(&path));
         let dest = t.path().join("check.o");
-        assert!(matches!(store.get(&k, &dest, None).unwrap(), Lookup::Hit { .. }), "{}", path.display());
+        assert!(matches!(store.get(&k, &dest, None, &|_, _| true).unwrap(), Lookup::Hit { .. }), "{}", path.display());
     }
     for s in 0..3 {
         let real: u64 =
@@ -726,7 +726,7 @@ fn eviction_keeps_size_bound_and_recent_entries() {
         let f = fs::File::options().write(true).open(dir.join("v1/0").join(k.to_hex())).unwrap();
         f.set_modified(now - Duration::from_secs(1000 - 10 * i as u64)).unwrap();
     }
-    assert!(cache.get(&keys[0], &t.path().join("d.o"), None).is_some());
+    assert!(cache.get(&keys[0], &t.path().join("d.o"), None, None).is_some());
     // Two more: the second overflows the shard, and the cleanup brings it
     // down to 90% by evicting the two least recently used.
     for n in 4..6 {
@@ -797,7 +797,7 @@ fn cache_trouble_mid_link_degrades_to_no_cache() {
     assert!(cache.broken.load(Ordering::Relaxed));
     // From now on: no lookups, no stores, no errors.
     cache.put(&key_in(5, 1), &native, b"");
-    assert_eq!(cache.get(&key_in(5, 1), &t.path().join("d.o"), None), None);
+    assert_eq!(cache.get(&key_in(5, 1), &t.path().join("d.o"), None, None), None);
     assert_eq!(cache.link_stats().stored, 0);
 }
 
@@ -812,7 +812,7 @@ fn stats_and_clear() {
         let cache = Cache::open(&s).unwrap();
         for n in 0..10 {
             let k = key_in(n as u8, n);
-            if cache.get(&k, &t.path().join("d.o"), None).is_none() {
+            if cache.get(&k, &t.path().join("d.o"), None, None).is_none() {
                 cache.put(&k, &native, b"");
             }
         }
@@ -914,6 +914,7 @@ fn caching_executor() {
         outputs: vec![b.out.clone()],
         weight: 1,
         install: None,
+        check: None,
     };
     let failing = CachingExecutor {
         inner: FakeBackend { runs: AtomicUsize::new(0), fail: true },
@@ -932,4 +933,12 @@ fn caching_executor() {
     assert_eq!((hit.ran_on, hit.stderr.as_slice()), ("cache", &b"warning: w\n"[..]));
     assert_eq!(fs::read(&b.out).unwrap(), b"native object");
     assert_eq!(exec.inner.runs.load(Ordering::Relaxed), 1);
+    // A backend job checks its object: this entry ("native object", as an
+    // older kdthin-ld could have stored a 0-byte one) is not an ELF
+    // object, so it is removed and the backend runs again.
+    let mut checked = job.clone();
+    checked.check = Some(crate::exec::verify::NativeCheck::default());
+    assert_eq!(exec.run(&checked).unwrap().ran_on, "local", "an unusable entry was served");
+    assert_eq!(exec.inner.runs.load(Ordering::Relaxed), 2);
+    assert_eq!(cache.link_stats().corrupt, 1);
 }

@@ -50,6 +50,12 @@ impl Executor for LocalExecutor {
         let status = read.and(status).map_err(JobError::Spawn)?;
 
         if status.success() {
+            // clang can exit 0 without having compiled anything (verify).
+            if let (Some(check), Some(out)) = (&job.check, job.outputs.first()) {
+                if let Err(why) = check.check_file(out, &output) {
+                    return Err(JobError::BadOutput { why, stderr: output });
+                }
+            }
             Ok(JobOutcome {
                 already_installed: false,
                 id: job.id,
@@ -124,6 +130,7 @@ mod tests {
             outputs: vec![],
             weight: 0,
             install: None,
+            check: None,
         }
     }
 
@@ -151,6 +158,34 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn exit_0_without_a_usable_object_is_a_failure() {
+        use crate::exec::verify::{BadNative, NativeCheck};
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("x.o");
+        let mut job = sh(&format!("echo \"Error loading index file 'i': No such file\" >&2; : > {}", out.display()));
+        job.outputs = vec![out.clone()];
+        // Without a check, the exit status decides (any other command).
+        assert!(LocalExecutor::new().run(&job).is_ok());
+        job.check = Some(NativeCheck::default());
+        match LocalExecutor::new().run(&job) {
+            Err(JobError::BadOutput { why: BadNative::Diagnostic(line), stderr }) => {
+                assert!(line.starts_with("Error loading index file"), "{line}");
+                assert!(stderr.starts_with(b"Error loading index file"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Silent, but the object is empty.
+        job.argv[2] = format!(": > {}", out.display()).into();
+        assert!(matches!(LocalExecutor::new().run(&job), Err(JobError::BadOutput { why: BadNative::Empty, .. })));
+        // Silent, and no object at all.
+        job.argv[2] = format!("rm -f {}", out.display()).into();
+        assert!(matches!(
+            LocalExecutor::new().run(&job),
+            Err(JobError::BadOutput { why: BadNative::Unreadable(_), .. })
+        ));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod signals;
 pub mod slots;
 #[cfg(test)]
 mod testutil;
+pub mod verify;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -37,6 +38,10 @@ pub struct Job {
     /// installed file) may skip writing and say so: rewriting hundreds of
     /// unchanged objects is most of a no-op relink's cost.
     pub install: Option<PathBuf>,
+    /// What `outputs[0]` must be for the job to count as done: set for
+    /// backend compiles, whose exit status alone proves nothing
+    /// ([`verify`]). None: the exit status decides.
+    pub check: Option<verify::NativeCheck>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +68,9 @@ impl JobOutcome {
 pub enum JobError {
     /// The command ran and failed (exit status or signal), with its stderr.
     Failed { status: String, stderr: Vec<u8> },
+    /// The command exited 0, but what it left is not a usable object
+    /// ([`verify::BadNative`]), with its output.
+    BadOutput { why: verify::BadNative, stderr: Vec<u8> },
     /// The command could not be started.
     Spawn(std::io::Error),
     /// We were told to stop.

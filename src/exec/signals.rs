@@ -261,6 +261,7 @@ mod tests {
             outputs: vec![],
             weight: 0,
             install: None,
+            check: None,
         }
     }
 

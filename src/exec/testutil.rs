@@ -16,6 +16,7 @@ pub(crate) fn job(id: usize, weight: u64) -> Job {
         outputs: vec![],
         weight,
         install: None,
+        check: None,
     }
 }
 

@@ -106,6 +106,8 @@ pub struct DistPlan {
     pub final_subst: Vec<(usize, FinalSubst)>,
     /// Link options that must reach every backend (`-mllvm`, `--lto-O`).
     pub backend_extra: Vec<OsString>,
+    /// What each backend's object must be (the link's machine).
+    pub native_check: crate::exec::verify::NativeCheck,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,6 +226,9 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
         new_archives: b.new_archives,
         final_subst: b.final_subst,
         backend_extra,
+        native_check: crate::exec::verify::NativeCheck::for_emulation(
+            cl.value_of(OptId::Emulation).and_then(|e| e.to_str()),
+        ),
     })
 }
 

@@ -105,6 +105,8 @@ fn vmlinux_o_thin_link_expands_thin_archives() {
     assert_eq!(m.imports, PathBuf::from("/w/idx/init/main.o.imports"));
     assert_eq!(m.native, PathBuf::from("init/main.thinlto-native.o"));
     assert_eq!(d.backend_extra, os(&["-mllvm", "-import-instr-limit=5"]));
+    // `-m elf_x86_64`: every native must be an x86_64 object.
+    assert_eq!(d.native_check.machine, Some(object::elf::EM_X86_64));
     // Both archives are replaced in the final link, at their own positions.
     assert_eq!(d.final_subst, vec![(7, FinalSubst::Archive(0)), (10, FinalSubst::Archive(1))]);
     assert_eq!(

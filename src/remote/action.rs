@@ -553,6 +553,7 @@ mod tests {
             outputs: vec!["/w/native/0.o".into()],
             weight: 0,
             install: None,
+            check: None,
         }
     }
 

@@ -451,6 +451,12 @@ impl RemoteExecutor {
             .ok_or_else(|| RemoteError::other(format!("the remote result has no {}", p.output)))?;
         let digest = file.digest.clone().ok_or_else(|| RemoteError::other("output without a digest"))?;
         let data = self.client.read(&digest).await?;
+        // A worker's clang exits 0 on some failures too (exec::verify); an
+        // action cache can hold such a result. Either way: not used, and
+        // the backend runs here instead.
+        if let Some(check) = &job.check {
+            check.check(&data, &output).map_err(|why| RemoteError::other(format!("unusable remote result: {why}")))?;
+        }
         let dest = &job.outputs[0];
         std::fs::write(dest, &data).map_err(|e| RemoteError {
             msg: format!("{}: {e}", dest.display()),

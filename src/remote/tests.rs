@@ -173,6 +173,7 @@ fn unreachable_server_falls_back_to_local_and_stops_trying() {
         outputs: vec!["/out.o".into()],
         weight: 0,
         install: None,
+        check: None,
     };
     let out = exec.run(&job(0)).unwrap();
     assert_eq!(out.ran_on, "local");
