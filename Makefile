@@ -25,8 +25,11 @@ KERNEL_SH := KDTHIN_BIN=$(KDTHIN_BIN) CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_
 
 # What the black-box tests run: the LLVM 22 toolchain, GNU make, groff for
 # the man page check, util-linux's script for the TTY test, openssl for the
-# remote TLS tests' throw-away CAs.
-APT_PACKAGES := clang-22 lld-22 llvm-22 make groff-base man-db util-linux openssl
+# remote TLS tests' throw-away CAs. libclang-rt-22-dev holds clang's
+# sanitizer ignore lists (cfi_ignorelist.txt, which -fsanitize=cfi-icall
+# needs): clang-22 only recommends it, so a machine that installs without
+# recommends (containers, minimal images) lacks it unless it is named.
+APT_PACKAGES := clang-22 lld-22 llvm-22 libclang-rt-22-dev make groff-base man-db util-linux openssl
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: all build deps test cargo-test checks kernel-test kernel-matrix demo bench
