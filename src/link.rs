@@ -361,7 +361,7 @@ fn distribute(link: &Link) -> Result<i32> {
     let result = distribute_in(link);
     if let (Ok(r), Some(m)) = (&result, &link.memo) {
         if r.code == 0 && r.fallback.is_none() {
-            m.store(output, r.modules, r.natives.clone(), r.stderr.clone());
+            m.store(output, r.modules, &r.natives, r.stderr.clone());
         }
     }
     if let Ok(r) = &result {
@@ -437,8 +437,9 @@ struct Outcome {
     keep: Vec<PathBuf>,
     /// Found out after the thin-link that the link must run in-process.
     fallback: Option<String>,
-    /// Native objects installed beside their bitcode (for the link memo).
-    natives: Vec<PathBuf>,
+    /// Native objects installed beside their bitcode, with this link's own
+    /// copy of each (for the link memo).
+    natives: Vec<(PathBuf, PathBuf)>,
     /// What the thin-link, the backends and the final link printed on
     /// stderr (already shown; kept for the link memo).
     stderr: Vec<u8>,
@@ -489,9 +490,15 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     std::fs::create_dir_all(&native_dir)?;
     let mut compiles = link.compiles.take();
     let mut jobs = Vec::with_capacity(used.len());
+    // This link's own natives, in its work directory: what its final link
+    // reads. Copies beside the bitcode are shared by every link of those
+    // objects (make runs links of one object into several modules at
+    // once), so they are only ever written, after the link succeeded.
+    let own: HashMap<usize, PathBuf> =
+        used.iter().map(|&n| (n, own_native(&native_dir, n, &dist.modules[n]))).collect();
     for &n in &used {
         let m = &dist.modules[n];
-        let tmp = native_dir.join(format!("{n}.o"));
+        let tmp = own[&n].clone();
         let cc = std::mem::take(&mut compiles[n]);
         let argv = kbuild::compile::backend_argv(cc, &dist.backend_extra, &m.index, &m.path, &tmp);
         save.backend(&argv);
@@ -571,31 +578,33 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             eprintln!("  {}", shell_quote(&job.argv));
             keep.push(dist.modules[*id].index.clone());
         }
+        if !dist.index_dir.is_dir() {
+            eprintln!(
+                "kdthin-ld: error: the index directory {} was removed while the link ran; \
+                 nothing was installed or cached from it",
+                dist.index_dir.display()
+            );
+        }
         return Ok(Outcome { code: 1, compiled: summary.succeeded.len(), keep, ..Outcome::new(dist) });
     }
 
-    // 3. Natives beside their bitcode, atomically (unless already there).
+    // Natives a cache hit found already installed with the same content.
     let installed: HashSet<usize> = summary.succeeded.iter().filter(|o| o.already_installed).map(|o| o.id).collect();
     // Thousands of backend command lines are not needed past this point;
     // free them before the archives are written.
     drop((jobs_by_id, summary, on_event));
     drop(jobs);
-    for &n in used.iter().filter(|n| !installed.contains(n)) {
-        let m = &dist.modules[n];
-        move_into_place(&native_dir.join(format!("{n}.o")), &m.native)?;
-    }
 
-    // 4. Archives that held bitcode become thin archives of native objects.
-    let used_set: HashSet<usize> = used.iter().copied().collect();
+    // 3. Archives that held bitcode become thin archives of native objects.
     for na in &dist.new_archives {
-        write_thin_archive(&na.path, &na.members, dist, &used_set)?;
+        write_thin_archive(&na.path, &na.members, &own)?;
     }
 
-    // 5. The original command, natives substituted in place.
+    // 4. The original command, this link's natives substituted in place.
     let subst: HashMap<usize, &FinalSubst> = dist.final_subst.iter().map(|(i, s)| (*i, s)).collect();
     let final_args = cl.render_flat(&mut |i, _| {
         subst.get(&i).map(|s| match s {
-            FinalSubst::Module(n) => vec![dist.modules[*n].native.clone().into_os_string()],
+            FinalSubst::Module(n) => vec![own.get(n).unwrap_or(&dist.modules[*n].native).clone().into_os_string()],
             FinalSubst::Archive(a) => vec![dist.new_archives[*a].path.clone().into_os_string()],
         })
     });
@@ -604,16 +613,32 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args, link.memo.as_ref().map(|_| &mut stderr))?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
+    let code = exit_code(st);
+
+    // 5. After a good link only: its natives beside their bitcode (for
+    // objtool and livepatch tooling), each replaced atomically.
+    if code == 0 {
+        for &n in used.iter().filter(|n| !installed.contains(n)) {
+            install_native(&own[&n], &dist.modules[n].native)?;
+        }
+    }
     Ok(Outcome {
-        code: exit_code(st),
+        code,
         modules: used.len(),
         compiled: used.len() - cached,
         cached,
         remote: remote_ran,
-        natives: used.iter().map(|&n| dist.modules[n].native.clone()).collect(),
+        natives: used.iter().map(|&n| (dist.modules[n].native.clone(), own[&n].clone())).collect(),
         stderr,
         ..Outcome::new(dist)
     })
+}
+
+/// Module `n`'s native in this link's work directory, named after the
+/// installed one so that lld's messages stay readable.
+fn own_native(native_dir: &Path, n: usize, m: &plan::Module) -> PathBuf {
+    let name = m.native.file_name().unwrap_or(OsStr::new("native.o")).to_string_lossy();
+    native_dir.join(format!("{n}-{name}"))
 }
 
 /// ld.lld leaves regular (full) LTO modules out of the list and gives them
@@ -677,20 +702,21 @@ fn extract_members(dist: &DistPlan) -> Result<()> {
     Ok(())
 }
 
-/// Rename, or copy + rename when crossing file systems, so the destination
-/// is always either the old file or the complete new one.
-pub fn move_into_place(from: &Path, to: &Path) -> Result<()> {
-    match std::fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            let mut tmp = to.as_os_str().to_os_string();
-            tmp.push(format!(".tmp{}", std::process::id()));
-            let tmp = PathBuf::from(tmp);
-            std::fs::copy(from, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-            std::fs::rename(&tmp, to).with_context(|| format!("{}: cannot write", to.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("{}: cannot write", to.display())),
+/// Puts a copy of `from` (kept: the link's own) at `to` so that `to` is
+/// always either the old file or the complete new one: a hard link (or a
+/// copy, across file systems) beside `to`, renamed over it.
+fn install_native(from: &Path, to: &Path) -> Result<()> {
+    let mut tmp = to.as_os_str().to_os_string();
+    tmp.push(format!(".tmp_kdthin.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let result = std::fs::hard_link(from, &tmp)
+        .or_else(|_| std::fs::copy(from, &tmp).map(drop))
+        .and_then(|()| std::fs::rename(&tmp, to));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    result.with_context(|| format!("{}: cannot write", to.display()))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -702,15 +728,18 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 /// A thin archive of native objects with a symbol table, in the work dir.
-fn write_thin_archive(path: &Path, members: &[NewMember], dist: &DistPlan, used: &HashSet<usize>) -> Result<()> {
+/// `own` holds the natives of the modules the thin-link used.
+fn write_thin_archive(path: &Path, members: &[NewMember], own: &HashMap<usize, PathBuf>) -> Result<()> {
     let mut list = Vec::with_capacity(members.len());
     for m in members {
         let p = match m {
             NewMember::Native(p) => p,
-            // Not extracted by the thin-link: the final link would not
-            // extract its (empty) native object either.
-            NewMember::Module(n) if !used.contains(n) => continue,
-            NewMember::Module(n) => &dist.modules[*n].native,
+            NewMember::Module(n) => match own.get(n) {
+                Some(p) => p,
+                // Not extracted by the thin-link: the final link would not
+                // extract its (empty) native object either.
+                None => continue,
+            },
         };
         let name = absolute(p)?.to_string_lossy().into_owned();
         list.push(thin_archive::Member::from_file(p, name).with_context(|| format!("{}: cannot read", p.display()))?);

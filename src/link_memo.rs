@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{ArgKind, CommandLine, InputRef, OptId};
 use crate::cache::{Cache, Key, LinkKeyInputs, ModuleInputs};
+use crate::exec::verify::NativeCheck;
 use crate::kbuild::compile::CompileCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
 
@@ -101,13 +102,25 @@ pub fn blocker(cl: &CommandLine) -> Option<String> {
 pub struct Meta {
     /// Modules the thin-link used, for the LTO line and the report.
     pub used: usize,
-    /// Native objects the link left beside their bitcode: a hit needs them
-    /// to be there still (objtool and livepatch tooling read them).
-    pub natives: Vec<PathBuf>,
+    /// Native objects the link left beside their bitcode: a hit leaves
+    /// exactly these there (objtool and livepatch tooling read them, and
+    /// another link of the same objects, e.g. with other options or
+    /// before a branch was switched back, may have installed its own).
+    pub natives: Vec<NativeRecord>,
     /// The output's permission bits.
     pub mode: u32,
     /// What the link printed on stderr (lld and backend warnings).
     pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NativeRecord {
+    pub path: PathBuf,
+    /// blake3 of its content.
+    pub hash: String,
+    /// The backend cache key it came from, to put it back when another
+    /// link replaced it.
+    pub key: Option<String>,
 }
 
 pub struct Memo {
@@ -171,21 +184,53 @@ impl Memo {
     pub fn restore(&self, output: &Path) -> Option<Meta> {
         let meta = self.cache.get_link(&self.key, output)?;
         let meta: Meta = serde_json::from_slice(&meta).ok()?;
-        if !meta.natives.iter().all(|n| n.is_file()) {
+        if !meta.natives.iter().all(|n| self.put_back(n)) {
             return None;
         }
         let _ = std::fs::set_permissions(output, std::fs::Permissions::from_mode(meta.mode));
         Some(meta)
     }
 
+    /// True when `n.path` holds the native the entry recorded, putting it
+    /// back from the backend cache if another link replaced it.
+    fn put_back(&self, n: &NativeRecord) -> bool {
+        if file_hash(&n.path).is_some_and(|h| h == n.hash) {
+            return true;
+        }
+        let Some(key) = n.key.as_deref().and_then(Key::from_hex) else { return false };
+        let mut tmp = n.path.as_os_str().to_os_string();
+        tmp.push(format!(".tmp_kdthin.{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let ok = self.cache.get(&key, &tmp, None, Some(&NativeCheck::default())).is_some()
+            && file_hash(&tmp).is_some_and(|h| h == n.hash)
+            && std::fs::rename(&tmp, &n.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        ok
+    }
+
     /// After a successful link: keep its output. Problems are the cache's
     /// (one warning), never the link's.
-    pub fn store(&self, output: &Path, used: usize, natives: Vec<PathBuf>, stderr: Vec<u8>) {
+    /// `natives`: (installed, this link's own copy) of each native; the
+    /// own copy is hashed, as another link may since have installed its
+    /// own beside the bitcode.
+    pub fn store(&self, output: &Path, used: usize, natives: &[(PathBuf, PathBuf)], stderr: Vec<u8>) {
         let Ok(md) = std::fs::metadata(output) else { return };
+        let record = |(path, own): &(PathBuf, PathBuf)| {
+            let key = self.cache.key_of(path).map(|k| k.to_hex());
+            Some(NativeRecord { path: path.clone(), hash: file_hash(own)?, key })
+        };
+        let Some(natives) = natives.iter().map(record).collect() else { return };
         let meta = Meta { used, natives, mode: md.permissions().mode() & 0o7777, stderr };
         let Ok(bytes) = serde_json::to_vec(&meta) else { return };
         self.cache.put_link(&self.key, output, &bytes);
     }
+}
+
+fn file_hash(path: &Path) -> Option<String> {
+    let data = std::fs::read(path).ok()?;
+    Some(blake3::hash(&data).to_hex().to_string())
 }
 
 #[cfg(test)]

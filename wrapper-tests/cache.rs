@@ -317,8 +317,10 @@ fn source_edits_miss_the_module_and_its_importers() {
 
 /// The whole-link cache: make re-running a link whose inputs did not
 /// change gets the output from the cache, and any change that reaches the
-/// output (a flag in a .cmd, an .incbin'd file, the compiler) or a missing
-/// native object takes the normal path again.
+/// output (a flag in a .cmd, an .incbin'd file, the compiler) takes the
+/// normal path again. A hit leaves the natives of the output it served
+/// beside the bitcode, putting back any that another link replaced or
+/// that went missing.
 #[test]
 fn whole_link_cache_serves_only_unchanged_links() {
     require_toolchain!();
@@ -363,20 +365,30 @@ fn whole_link_cache_serves_only_unchanged_links() {
     whole(&c.link("vmlinux.o"), true, "relink after the flag change");
     let flagged = c.t.read("vmlinux.o");
     assert!(flagged != first, "premise: -ffunction-sections in mm/slab.o changes vmlinux.o");
+    let native_bytes = |c: &Cached| -> Vec<(String, Vec<u8>)> {
+        c.used.iter().map(|m| (m.clone(), c.t.read(&native_object(m)))).collect()
+    };
+    let flagged_natives = native_bytes(&c);
 
     // The .incbin'd file (the bitcode only names it).
     c.t.write("kernel/cfg.bin", CFG_V2);
     whole(&c.link("vmlinux.o"), false, "kernel/cfg.bin changed");
     assert!(contains(&c.t.read("vmlinux.o"), CFG_V2.as_bytes()), "vmlinux.o lacks the new kernel/cfg.bin");
+    assert!(native_bytes(&c) != flagged_natives, "premise: the CFG_V2 link installed other natives");
     c.t.write("kernel/cfg.bin", CFG_V1);
     whole(&c.link("vmlinux.o"), true, "kernel/cfg.bin changed back");
     assert!(c.t.read("vmlinux.o") == flagged, "vmlinux.o after changing kernel/cfg.bin back");
+    // The hit served the CFG_V1 output: the natives beside the bitcode are
+    // that output's again (put back from the backend cache), not the
+    // CFG_V2 link's that were there.
+    assert!(native_bytes(&c) == flagged_natives, "a whole-link hit left another link's natives in the tree");
 
-    // A native object gone: the link runs and puts it back.
+    // A native object gone: the hit puts it back (from the backend cache).
     let native = native_object("kernel/sched.o");
     c.t.remove(&native);
-    whole(&c.link("vmlinux.o"), false, "a native object removed");
+    whole(&c.link("vmlinux.o"), true, "a native object removed");
     assert!(c.t.exists(&native), "{native} not recreated");
+    assert!(native_bytes(&c) == flagged_natives, "{native} recreated with other content");
 
     // A damaged entry is never served: the link runs, the output is right.
     let memo_entry = c

@@ -42,6 +42,18 @@ impl Key {
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// The key [`Key::to_hex`] wrote, e.g. into a whole-link entry.
+    pub fn from_hex(s: &str) -> Option<Key> {
+        let mut out: Hash = [0; 32];
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Key(out))
+    }
 }
 
 impl fmt::Debug for Key {

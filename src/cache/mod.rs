@@ -155,6 +155,10 @@ pub struct Cache {
     /// Set after the first I/O error with the cache: one warning, then
     /// the rest of the link runs as if there were no cache.
     broken: AtomicBool,
+    /// The key each backend of this link was looked up under, by the path
+    /// its native is installed at: a whole-link entry records them, so a
+    /// later hit can put those natives back (link_memo).
+    keys: Mutex<HashMap<PathBuf, Key>>,
 }
 
 impl Cache {
@@ -190,6 +194,7 @@ impl Cache {
             compilers: Mutex::new(HashMap::new()),
             counts: Counters::default(),
             broken: AtomicBool::new(false),
+            keys: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -297,6 +302,12 @@ impl Cache {
             }
             Err(e) => self.fail(&e),
         }
+    }
+
+    /// The key of the backend whose native is installed at `installed`,
+    /// if one was looked up in this link.
+    pub fn key_of(&self, installed: &Path) -> Option<Key> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(installed).cloned()
     }
 
     fn fail(&self, e: &io::Error) {
@@ -421,7 +432,8 @@ pub fn incbin_files(bitcode: &Path) -> Result<Vec<PathBuf>, NotCacheable> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Hit {
     pub stderr: Vec<u8>,
-    /// The installed file already held the object; nothing was written.
+    /// The installed file already held the object: the destination is a
+    /// hard link to it, nothing was written.
     pub unchanged: bool,
 }
 
@@ -435,6 +447,9 @@ impl<E: Executor> Executor for CachingExecutor<'_, E> {
         let masked = mask_paths(&job.argv, &paths);
         let inputs = KeyInputs { argv: &job.argv, masked: &masked, index, bitcode, imports, cwd: &self.cwd };
         let Ok(key) = self.cache.key(&inputs) else { return self.inner.run(job) };
+        if let Some(installed) = &job.install {
+            self.cache.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(installed.clone(), key.clone());
+        }
         let start = Instant::now();
         if let Some(hit) = self.cache.get(&key, native, job.install.as_deref(), job.check.as_ref()) {
             return Ok(JobOutcome {

@@ -54,8 +54,9 @@ pub struct Store {
 /// What a lookup found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// The object is at the destination (or, `unchanged`, already at the
-    /// installed path); `stderr` is what to replay.
+    /// The object is at the destination (with `unchanged`, as a hard link
+    /// to the installed path, which already held it); `stderr` is what to
+    /// replay.
     Hit {
         stderr: Vec<u8>,
         unchanged: bool,
@@ -129,8 +130,19 @@ impl Store {
         // Least recently *used*: a hit counts as a use. Failing to touch
         // (an entry another user stored) costs only eviction order.
         let _ = file.set_modified(SystemTime::now());
-        if installed.is_some_and(|p| same_content(p, obj)) {
-            return Ok(Lookup::Hit { stderr: stderr.to_vec(), unchanged: true });
+        // `dest` is what this link's final link reads. When the installed
+        // native already holds this object, `dest` becomes a hard link to
+        // it: a snapshot no concurrent link can change (they replace the
+        // installed file by rename, never in place), for one syscall
+        // instead of a write. Compared after linking, so a replacement
+        // between the two cannot slip in.
+        if let Some(inst) = installed {
+            if fs::hard_link(inst, dest).is_ok() {
+                if same_content(dest, obj) {
+                    return Ok(Lookup::Hit { stderr: stderr.to_vec(), unchanged: true });
+                }
+                let _ = fs::remove_file(dest);
+            }
         }
         let tmp = tmp_path(dest.parent().unwrap_or(Path::new(".")));
         if write_atomically_via(&tmp, dest, &[obj]).is_err() {

@@ -491,7 +491,7 @@ fn entries(root: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 #[test]
-fn a_hit_identical_to_the_installed_object_writes_nothing() {
+fn a_hit_identical_to_the_installed_object_links_it() {
     let t = tempfile::tempdir().unwrap();
     let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
     let k = key_in(4, 1);
@@ -507,10 +507,18 @@ fn a_hit_identical_to_the_installed_object_writes_nothing() {
     assert_eq!(cache.get(&k, &dest, Some(&installed), None).map(|h| h.unchanged), Some(false));
     assert!(dest.exists());
     fs::remove_file(&dest).unwrap();
-    // Installed holds exactly the object: a hit, and dest is not created.
+    // Installed holds exactly the object: a hit, and dest is a hard link
+    // to it, nothing written.
     fs::write(&installed, vec![7; 1000]).unwrap();
     assert_eq!(cache.get(&k, &dest, Some(&installed), None).map(|h| h.unchanged), Some(true));
-    assert!(!dest.exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&dest).unwrap().ino(), fs::metadata(&installed).unwrap().ino());
+    // Another link then installs its own object by rename: ours, the
+    // snapshot dest, is unchanged.
+    let other = t.path().join("other.o");
+    fs::write(&other, vec![9; 1000]).unwrap();
+    fs::rename(&other, &installed).unwrap();
+    assert_eq!(fs::read(&dest).unwrap(), vec![7; 1000]);
 }
 
 #[test]

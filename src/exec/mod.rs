@@ -33,10 +33,12 @@ pub struct Job {
     pub outputs: Vec<PathBuf>,
     /// Scheduling weight (bitcode size): largest first.
     pub weight: u64,
-    /// Where the caller will put `outputs[0]` after success. An executor
-    /// that finds the result already there (a cache hit identical to the
-    /// installed file) may skip writing and say so: rewriting hundreds of
-    /// unchanged objects is most of a no-op relink's cost.
+    /// Where the caller will install a copy of `outputs[0]` after success.
+    /// An executor that finds the result already there (a cache hit
+    /// identical to the installed file) may make `outputs[0]` a hard link
+    /// to it instead of writing it, and say so: rewriting hundreds of
+    /// unchanged objects is most of a no-op relink's cost. `outputs[0]`
+    /// exists either way.
     pub install: Option<PathBuf>,
     /// What `outputs[0]` must be for the job to count as done: set for
     /// backend compiles, whose exit status alone proves nothing
@@ -52,7 +54,8 @@ pub struct JobOutcome {
     pub ran_on: &'static str,
     /// stderr of a successful job (warnings), passed on to the user.
     pub stderr: Vec<u8>,
-    /// The result is already at `Job::install`; `outputs` were not written.
+    /// The result is already at `Job::install` (`outputs[0]` is a hard
+    /// link to it): no need to install it again.
     pub already_installed: bool,
 }
 
