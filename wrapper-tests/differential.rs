@@ -1,26 +1,47 @@
 //! kdthin-ld against ld.lld on the same sources: same symbols, same program
-//! output, native objects next to the bitcode, nothing else touched.
+//! output, native objects next to the bitcode, nothing else touched. Each
+//! build also proves that every link took the distributed path (see
+//! support/distributed.rs): the same symbols alone would pass a kdthin-ld
+//! that just exec'd ld.lld.
 
+use std::panic::AssertUnwindSafe;
+
+use crate::support::distributed::{assert_lto_line, assert_made_of_natives, assert_natives, function_file_offset};
 use crate::support::*;
 
 /// Two fresh builds of the fixture, one with ld.lld (the reference) and one
 /// with kdthin-ld as LD. The kdthin-ld build's link steps are checked to
-/// change nothing but link products.
+/// change nothing but link products, and each to have been distributed.
 struct Pair {
     reference: Tree,
+    /// What the reference's `make all` printed.
+    reference_ran: Ran,
     ours: Tree,
 }
 
 fn build_pair(format: CmdFormat) -> Pair {
-    let reference = Tree::build(format, Linker::Lld);
+    let reference = Tree::new(format);
+    let reference_ran = reference.make(Linker::Lld, &["all"]).ok();
     let ours = Tree::new(format);
     // `objects` already runs LD once: mod/bar.o, a single-object module.
-    ours.make(Linker::Kdthin, &["objects"]).ok();
+    let objects = ours.make(Linker::Kdthin, &["objects"]).ok();
+    assert_distributed(&ours, &objects, &BAR_O);
     let before = ours.snapshot();
-    ours.make(Linker::Kdthin, &["all"]).ok();
+    let all = ours.make(Linker::Kdthin, &["all"]).ok();
     ours.snapshot().assert_only_changes(&before, is_link_product);
+    for link in [VMLINUX_O, FOO_O, PROG] {
+        assert_distributed(&ours, &all, &link);
+    }
     assert_no_litter(&ours);
-    Pair { reference, ours }
+    Pair { reference, reference_ran, ours }
+}
+
+/// Panics unless `check` does: a check of the distributed path that cannot
+/// fail proves nothing.
+#[track_caller]
+fn assert_fails(what: &str, check: impl FnOnce()) {
+    let caught = std::panic::catch_unwind(AssertUnwindSafe(check));
+    assert!(caught.is_err(), "{what}: the check passed, so it cannot tell");
 }
 
 #[test]
@@ -111,9 +132,15 @@ fn cmd_files_in_6_1_format() {
 fn rebuild_after_editing_a_source() {
     require_toolchain!();
     let p = build_pair(CmdFormat::Savedcmd);
+    let mut rebuilt = Vec::new();
     for (tree, linker) in [(&p.reference, Linker::Lld), (&p.ours, Linker::Kdthin)] {
         tree.edit("kernel/sched.c", |s| s.replace("return x * SCALE;", "return x * SCALE + 1000;"));
-        tree.make(linker, &["all"]).ok();
+        rebuilt.push(tree.make(linker, &["all"]).ok());
+    }
+    // Relinked from the new native of kernel/sched.o (and the others
+    // recompiled: the cache is off).
+    for link in [VMLINUX_O, PROG] {
+        assert_distributed(&p.ours, &rebuilt[1], &link);
     }
     let out = p.ours.run_program("prog");
     assert!(out.contains("sched_scale(7) = 1021\n"), "stale code in prog:\n{out}");
@@ -133,4 +160,49 @@ fn save_temps_keeps_the_work_dir() {
     t.make(Linker::Lld, &["objects"]).ok();
     t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_SAVE_TEMPS", "1".as_ref())]).ok();
     assert!(!t.work_dirs().is_empty(), "KDTHIN_SAVE_TEMPS=1 left no .tmp_kdthin* in the tree");
+}
+
+/// The checks build_pair makes of every link, each shown to fail on a
+/// link that did not go through kdthin-ld's backends.
+#[test]
+fn distribution_checks_catch_an_in_process_link() {
+    require_toolchain!();
+    let p = build_pair(CmdFormat::Savedcmd);
+    let links = [VMLINUX_O, FOO_O, BAR_O, PROG];
+
+    // kdthin-ld as a plain exec of ld.lld: no LTO line, no natives.
+    for link in &links {
+        assert_fails(&format!("LTO line of ld.lld's {}", link.printed), || assert_lto_line(&p.reference_ran, link, 0));
+        assert_fails(&format!("natives of ld.lld's {}", link.file), || assert_natives(&p.reference, link));
+    }
+
+    // Backends run and natives installed, but the final link still does
+    // in-process ThinLTO of the bitcode: ld.lld's outputs beside our
+    // natives. (For the executable only the LTO line can tell: its
+    // sections are merged and its code relocated.)
+    let inproc = Tree::copy_of(&p.reference);
+    for obj in VMLINUX_BITCODE.iter().chain(FOO_BITCODE).chain(&["mod/bar.o"]) {
+        let native = native_object(obj);
+        inproc.write(&native, p.ours.read(&native));
+    }
+    for link in [VMLINUX_O, FOO_O, BAR_O] {
+        assert_natives(&inproc, &link);
+        assert_fails(&format!("in-process {} with natives beside it", link.file), || {
+            assert_made_of_natives(&inproc, &link)
+        });
+    }
+
+    // The native beside the bitcode is not the one linked: one byte of a
+    // function changed, or another object's native in its place.
+    let sched = native_object("kernel/sched.o");
+    let original = p.ours.read(&sched);
+    let at = function_file_offset(&p.ours.path(&sched), "sched_scale") as usize;
+    let mut flipped = original.clone();
+    flipped[at] ^= 0xff;
+    p.ours.write(&sched, &flipped);
+    assert_fails("a changed byte in sched_scale", || assert_made_of_natives(&p.ours, &VMLINUX_O));
+    p.ours.write(&sched, p.ours.read(&native_object("kernel/printk.o")));
+    assert_fails("printk's native as sched's", || assert_made_of_natives(&p.ours, &VMLINUX_O));
+    p.ours.write(&sched, &original);
+    assert_made_of_natives(&p.ours, &VMLINUX_O);
 }

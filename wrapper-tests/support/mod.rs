@@ -5,6 +5,7 @@
 //! On a failed test the tree is kept and its path printed; every failure
 //! message carries the command that failed, ready to paste.
 
+pub mod distributed;
 pub mod snapshot;
 
 use std::ffi::{OsStr, OsString};
@@ -17,6 +18,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+pub use distributed::{assert_distributed, BAR_O, FOO_O, PROG, VMLINUX_O};
 pub use snapshot::Snapshot;
 
 pub const CLANG: &str = "clang-22";
