@@ -158,8 +158,35 @@ fn save_temps_keeps_the_work_dir() {
     require_toolchain!();
     let t = Tree::new(CmdFormat::Savedcmd);
     t.make(Linker::Lld, &["objects"]).ok();
-    t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_SAVE_TEMPS", "1".as_ref())]).ok();
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_SAVE_TEMPS", "1".as_ref())]).ok();
+    assert_distributed(&t, &ran, &VMLINUX_O);
     assert!(!t.work_dirs().is_empty(), "KDTHIN_SAVE_TEMPS=1 left no .tmp_kdthin* in the tree");
+    // Wherever they are, the kept directories hold what the backends were
+    // run from: the thin-link's module list and each module's index and
+    // imports files (the lazy lib/unused.o gets a "skip" index too).
+    let kept: Vec<std::path::PathBuf> = ran
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("kdthin-ld: work files kept in "))
+        .map(|d| t.root().join(d))
+        .collect();
+    assert!(!kept.is_empty(), "no `work files kept in` line\n{}", ran.report());
+    let mut files = Vec::new();
+    for dir in &kept {
+        assert!(dir.is_dir(), "{} was said to be kept, but is not a directory\n{}", dir.display(), ran.report());
+        files.extend(Snapshot::take(dir).paths().map(|p| dir.join(p)));
+    }
+    let find = |suffix: &str| files.iter().find(|f| f.to_string_lossy().ends_with(suffix)).cloned();
+    let list = find("/thinlto.list").unwrap_or_else(|| panic!("no thinlto.list kept: {files:?}"));
+    let list = std::fs::read_to_string(&list).unwrap();
+    for obj in VMLINUX_BITCODE {
+        assert!(list.lines().any(|l| l.ends_with(&format!("/{obj}"))), "{obj} not in the kept thinlto.list:\n{list}");
+    }
+    for obj in VMLINUX_BITCODE.iter().chain(&["lib/unused.o"]) {
+        let index = find(&format!("/{obj}.thinlto.bc")).unwrap_or_else(|| panic!("no index of {obj} kept: {files:?}"));
+        assert!(is_bitcode(&index), "{} is not a ThinLTO index (bitcode)", index.display());
+        find(&format!("/{obj}.imports")).unwrap_or_else(|| panic!("no imports list of {obj} kept: {files:?}"));
+    }
 }
 
 /// The checks build_pair makes of every link, each shown to fail on a
