@@ -41,9 +41,19 @@ fn version_is_ld_lld_s() {
 #[test]
 fn kdthin_ld_env_names_the_real_linker() {
     require_toolchain!();
-    let lld = run(Command::new("sh").args(["-c", "command -v ld.lld-22"])).ok().stdout.trim().to_string();
-    let (reference, ours) = both(&["--version"], &[("KDTHIN_LD", Some(lld.as_str())), ("CC", None)]);
+    // A linker of its own that records each call: PATH's ld.lld gives the
+    // same banner, so only the record shows which one ran.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (lld, log) = (dir.path().join("my-ld.lld"), dir.path().join("calls"));
+    let real = run(Command::new("sh").args(["-c", "command -v ld.lld-22"])).ok().stdout.trim().to_string();
+    let script = format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
+    std::fs::write(&lld, script).unwrap();
+    std::fs::set_permissions(&lld, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let (reference, ours) = both(&["--version"], &[("KDTHIN_LD", Some(lld.to_str().unwrap())), ("CC", None)]);
     assert_same_result(&reference, &ours);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(calls, "--version\n", "KDTHIN_LD={} was not the linker run\n{}", lld.display(), ours.report());
 }
 
 #[test]
