@@ -28,8 +28,20 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// Backends of the vmlinux.o link (lib/unused.o is not pulled in).
-const VMLINUX_BACKENDS: usize = 7;
+/// Backends of the vmlinux.o link: one per bitcode object it uses (the
+/// fixture's lib/unused.o is not pulled in).
+fn vmlinux_backends() -> usize {
+    VMLINUX_BITCODE.len()
+}
+
+/// The vmlinux.o link's LTO line says all its backends ran, `remote` of
+/// them remotely, none from any cache.
+#[track_caller]
+fn assert_ran_all(ran: &Ran, remote: usize) {
+    let lto = ran.lto_line("vmlinux.o");
+    let n = vmlinux_backends();
+    assert_eq!((lto.modules, lto.cached, lto.compiled, lto.remote), (n, 0, n, remote), "{}", ran.report());
+}
 
 fn buildbox_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KDTHIN_TEST_BUILDBOX_DIR").filter(|d| !d.is_empty()) {
@@ -197,7 +209,8 @@ fn remote_link_is_byte_identical_and_a_second_link_hits_the_action_cache() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &remote.envs()).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "remote"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "remote"), vmlinux_backends(), "{log:?}\n{}", ran.report());
+    assert_ran_all(&ran, vmlinux_backends());
     assert!(!ran.stderr.contains("falling back"), "{}", ran.report());
     assert!(t.read("vmlinux.o") == local, "vmlinux.o from remote backends differs from the local one");
 
@@ -205,7 +218,9 @@ fn remote_link_is_byte_identical_and_a_second_link_hits_the_action_cache() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &remote.envs()).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "remote-cache"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "remote-cache"), vmlinux_backends(), "{log:?}\n{}", ran.report());
+    let lto = ran.lto_line("vmlinux.o");
+    assert_eq!((lto.cached, lto.compiled), (vmlinux_backends(), 0), "{}", ran.report());
     assert!(t.read("vmlinux.o") == local, "vmlinux.o from the action cache differs from the local one");
 
     // The executable works too.
@@ -267,7 +282,8 @@ fn killing_the_server_mid_link_falls_back_to_local() {
     eprintln!("{}", ran.report());
     let ran = ran.ok();
     let log = remote.take();
-    assert_eq!(log.len(), VMLINUX_BACKENDS, "{log:?}");
+    assert_eq!(log.len(), vmlinux_backends(), "{log:?}");
+    assert_ran_all(&ran, count(&log, "remote"));
     assert!(count(&log, "remote") >= 1, "{log:?}");
     assert!(count(&log, "local") >= 1, "the server was killed after the first backend: {log:?}");
     assert_eq!(ran.stderr.matches("falling back to local").count(), 1, "one warning per link\n{}", ran.report());
@@ -459,10 +475,10 @@ fn remote_link_over_tls_is_byte_identical() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "remote"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "remote"), vmlinux_backends(), "{log:?}\n{}", ran.report());
     assert!(!ran.stderr.contains("warning"), "{}", ran.report());
     // The link's summary line counts the backends run remotely.
-    assert!(ran.stdout.contains(&format!("({VMLINUX_BACKENDS} remote)")), "{}", ran.report());
+    assert_ran_all(&ran, vmlinux_backends());
     assert!(front.accepted() >= 1, "no TLS connection reached the front");
     assert!(t.read("vmlinux.o") == local, "vmlinux.o from remote backends over TLS differs from the local one");
     assert_no_litter(&t);
@@ -489,7 +505,8 @@ fn remote_tls_with_a_client_certificate() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "local"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "local"), vmlinux_backends(), "{log:?}\n{}", ran.report());
+    assert_ran_all(&ran, 0);
     assert_eq!(ran.stderr.matches("falling back to local").count(), 1, "{}", ran.report());
     assert!(t.read("vmlinux.o") == local, "vmlinux.o after the fallback differs from the local one");
 
@@ -499,7 +516,8 @@ fn remote_tls_with_a_client_certificate() {
     t.remove("vmlinux.o");
     let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "remote"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "remote"), vmlinux_backends(), "{log:?}\n{}", ran.report());
+    assert_ran_all(&ran, vmlinux_backends());
     assert!(!ran.stderr.contains("warning"), "{}", ran.report());
     assert!(t.read("vmlinux.o") == local, "vmlinux.o from remote backends over mutual TLS differs");
     assert_no_litter(&t);
@@ -527,7 +545,8 @@ fn remote_tls_server_not_trusted_falls_back_with_a_certificate_warning() {
     envs.push(("SSL_CERT_FILE", pki.other_ca.as_os_str()));
     let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
     let log = remote.take();
-    assert_eq!(count(&log, "local"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert_eq!(count(&log, "local"), vmlinux_backends(), "{log:?}\n{}", ran.report());
+    assert_ran_all(&ran, 0);
     assert_eq!(front.accepted(), 0, "a TLS handshake succeeded without the test CA");
     let warnings: Vec<&str> = ran.stderr.lines().filter(|l| l.contains("warning")).collect();
     assert_eq!(warnings.len(), 1, "one warning per link\n{}", ran.report());

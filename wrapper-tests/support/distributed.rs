@@ -61,8 +61,14 @@ pub fn assert_distributed(tree: &Tree, ran: &Ran, link: &LinkSpec) {
 #[track_caller]
 pub fn assert_lto_line(ran: &Ran, link: &LinkSpec, cached: usize) {
     let n = link.bitcode.len();
-    let want =
-        LtoLine { output: link.printed.to_string(), modules: n, cached, compiled: n - cached, whole_link: false };
+    let want = LtoLine {
+        output: link.printed.to_string(),
+        modules: n,
+        cached,
+        compiled: n - cached,
+        remote: 0,
+        whole_link: false,
+    };
     assert_eq!(ran.lto_line(link.printed), want, "LTO line of {}\n{}", link.printed, ran.report());
 }
 

@@ -479,25 +479,34 @@ fn concat_os(a: &str, b: &OsStr) -> OsString {
 
 /// The line a distributed link prints on stdout when it is done:
 /// `  LTO     vmlinux.o  8 modules, 7 cached, 0 compiled, 0.3s`.
-/// `modules` counts every bitcode module of the link, lazy archive members
-/// the link left out included; `cached + compiled` are the backends run.
+/// `modules` counts the bitcode modules the link used (lazy archive
+/// members it left out need no backend); `cached + compiled` are the
+/// backends run; `compiled` may be followed by `(N remote)`: how many of
+/// them ran on a remote worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LtoLine {
     pub output: String,
     pub modules: usize,
     pub cached: usize,
     pub compiled: usize,
+    pub remote: usize,
     /// `(whole link cached)`: the link memo served the output.
     pub whole_link: bool,
 }
 
 impl LtoLine {
     pub fn parse(line: &str) -> Option<LtoLine> {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        let (w, whole_link) = match w[..] {
-            [ref head @ .., "(whole", "link", "cached)"] => (head, true),
-            _ => (&w[..], false),
-        };
+        let mut w: Vec<&str> = line.split_whitespace().collect();
+        let whole_link = w.ends_with(&["(whole", "link", "cached)"]);
+        if whole_link {
+            w.truncate(w.len() - 3);
+        }
+        let mut remote = 0;
+        if let [.., "compiled", n, "remote),", secs] = w[..] {
+            remote = n.strip_prefix('(')?.parse().ok()?;
+            w.truncate(w.len() - 4);
+            w.extend(["compiled,", secs]);
+        }
         let [lto, output, modules, "modules,", cached, "cached,", compiled, "compiled,", secs] = w[..] else {
             return None;
         };
@@ -509,6 +518,7 @@ impl LtoLine {
             modules: modules.parse().ok()?,
             cached: cached.parse().ok()?,
             compiled: compiled.parse().ok()?,
+            remote,
             whole_link,
         })
     }
