@@ -272,10 +272,13 @@ fn run_tool(
     if capture.is_some() {
         cmd.stderr(std::process::Stdio::piped());
     }
-    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", argv0.display()))?;
     // Registered, so a SIGTERM from outside stops it before the work
-    // directory it reads is removed.
-    exec::signals::register_child(child.id());
+    // directory it reads is removed; and never started once one arrived.
+    let spawned = exec::signals::spawn(&mut cmd);
+    if spawned.is_err() {
+        exec::signals::park_if_cancelled();
+    }
+    let mut child = spawned.with_context(|| format!("cannot run {}", argv0.display()))?;
     let tee = child.stderr.take().map(|mut pipe| {
         std::thread::spawn(move || {
             let (mut all, mut buf) = (Vec::new(), [0u8; 8192]);

@@ -112,3 +112,147 @@ fn sigterm_during_backends_stops_cleanly() {
     t.snapshot().assert_only_changes(&before, is_native_object);
     assert_no_litter(&t);
 }
+
+/// Pids of processes (not zombies) whose working directory is `dir`:
+/// every child kdthin-ld starts runs in the tree it links, and nothing
+/// else does, so this finds its survivors whoever adopted them.
+fn running_in(dir: &std::path::Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else { return vec![] };
+    let pids: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&pid| pid != me && fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir))
+        .collect();
+    alive(&pids)
+}
+
+/// `what` of each process in `pids`, for failure messages.
+fn cmdlines(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|p| {
+            let status = fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let sig: Vec<&str> = status
+                .lines()
+                .filter(|l| {
+                    l.starts_with("Sig")
+                        || l.starts_with("ShdPnd")
+                        || l.starts_with("PPid")
+                        || l.starts_with("State")
+                        || l.starts_with("Threads")
+                })
+                .collect();
+            let cmdline = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace('\0', " ");
+            let wchan = fs::read_to_string(format!("/proc/{p}/wchan")).unwrap_or_default();
+            let exe = fs::read_link(format!("/proc/{p}/exe")).unwrap_or_default();
+            format!("{p}: {cmdline} exe {} wchan {wchan} ({})\n", exe.display(), sig.join(", "))
+        })
+        .collect()
+}
+
+/// Waits up to `limit` for every process running in `dir` to end.
+fn assert_none_left_in(dir: &std::path::Path, limit: Duration, context: &str) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = running_in(dir);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            for &pid in &left {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            panic!("{} children outlived kdthin-ld by {limit:?} ({context}):\n{}", left.len(), cmdlines(&left));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts a link of vmlinux.o in `t` with `envs`, stdout and stderr to
+/// files in the scratch directory.
+fn start_link(t: &Tree, envs: &[(&str, &std::ffi::OsStr)], log: &std::path::Path) -> Child {
+    let argv = t.link_argv("vmlinux.o", Linker::Kdthin);
+    let mut cmd = Command::new(&argv[0]);
+    clean_env(&mut cmd)
+        .current_dir(t.root())
+        .args(&argv[1..])
+        .env("KDTHIN_TMPDIR", t.index_tmp())
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap());
+    cmd.spawn().expect("start kdthin-ld")
+}
+
+fn wait_for_pid(marker: &std::path::Path, child: &mut Child, what: &str, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_pids(marker).is_empty() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("kdthin-ld ended ({}) before {what}\n{}", describe_status(status), fs::read_to_string(log).unwrap());
+        }
+        assert!(Instant::now() < deadline, "no {what} within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn sigkill(child: &mut Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", describe_status(status));
+}
+
+/// SIGKILL leaves no handler to stop the children: the parent-death
+/// signal must. A hanging backend (a stand-in that execs sleep, so the
+/// signal reaches the very process) must end, and a final ld.lld that had
+/// not written `-o` yet must never write it. (Caught: children spawned
+/// without PR_SET_PDEATHSIG, or with it set in a thread that exits.)
+#[test]
+fn sigkill_takes_the_children_along_and_no_output_appears_later() {
+    require_toolchain!();
+    let t = Tree::new(CmdFormat::Savedcmd);
+    t.make(Linker::Lld, &["objects"]).ok();
+    let bin = t.scratch().join("stand-ins");
+    fs::create_dir_all(&bin).unwrap();
+    let script = |name: &str, text: String| {
+        let p = bin.join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+
+    // 1. During the backends.
+    let marker = t.scratch().join("backend-pids");
+    let slow = script("clang-22", format!("#!/bin/sh\necho $$ >> '{}'\nexec sleep 60\n", marker.display()));
+    for obj in VMLINUX_BITCODE {
+        t.edit(&Tree::cmd_file(obj), |s| s.replacen(" := clang-22 ", &format!(" := {} ", slow.display()), 1));
+    }
+    let log = t.scratch().join("kdthin-ld.stderr");
+    let child = start_link(&t, &[("KDTHIN_JOBS", "2".as_ref())], &log);
+    let mut reaper = Reaper { child, marker: marker.clone() };
+    wait_for_pid(&marker, &mut reaper.child, "a backend started", &log);
+    sigkill(&mut reaper.child);
+    assert_none_left_in(t.root(), Duration::from_secs(5), "backends");
+    for obj in VMLINUX_BITCODE {
+        t.edit(&Tree::cmd_file(obj), |s| s.replacen(&format!(" := {} ", slow.display()), " := clang-22 ", 1));
+    }
+
+    // 2. During the final link: real backends, then an ld.lld that waits
+    // 2 s before it links. Only the final link waits; the thin-link and
+    // --version go straight to ld.lld.
+    let marker = t.scratch().join("final-pids");
+    let ld = script(
+        "ld.lld",
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *' --version '*|*thinlto-index-only*) exec {LLD} \"$@\";; esac\n\
+             echo $$ >> '{}'\nsleep 2\nexec {LLD} \"$@\"\n",
+            marker.display()
+        ),
+    );
+    let child = start_link(&t, &[("KDTHIN_LD", ld.as_os_str())], &log);
+    let mut reaper = Reaper { child, marker: marker.clone() };
+    wait_for_pid(&marker, &mut reaper.child, "the final link started", &log);
+    sigkill(&mut reaper.child);
+    assert_none_left_in(t.root(), Duration::from_secs(5), "final link");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!t.exists("vmlinux.o"), "vmlinux.o written after kdthin-ld was killed");
+}

@@ -272,13 +272,9 @@ impl CompilerId {
 /// SIGTERM mid-link must stop it like any backend.
 fn run_version(program: &OsStr) -> io::Result<(std::process::ExitStatus, Vec<u8>)> {
     use std::io::Read;
-    let mut child = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    crate::exec::signals::register_child(child.id());
+    let mut child = crate::exec::signals::spawn(
+        Command::new(program).arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()),
+    )?;
     let mut stdout = Vec::new();
     let read = child.stdout.take().map(|mut o| o.read_to_end(&mut stdout));
     let status = crate::exec::signals::wait_child(&mut child)?;

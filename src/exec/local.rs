@@ -39,11 +39,14 @@ impl Executor for LocalExecutor {
             cmd.args(args).stdin(Stdio::null());
             cmd.stdout(Stdio::from(output_w.try_clone().map_err(JobError::Spawn)?));
             cmd.stderr(Stdio::from(output_w));
-            cmd.spawn().map_err(JobError::Spawn)?
+            match signals::spawn(&mut cmd) {
+                Ok(child) => child,
+                Err(_) if signals::cancelled() => return Err(JobError::Cancelled),
+                Err(e) => return Err(JobError::Spawn(e)),
+            }
             // `cmd` drops here with our copies of the write end, so the read
             // below sees EOF when the child (not us) closes it.
         };
-        signals::register_child(child.id());
         let mut output = Vec::new();
         let read = output_r.read_to_end(&mut output);
         let status = signals::wait_child(&mut child);

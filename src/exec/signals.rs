@@ -16,8 +16,9 @@
 //! The passthrough path execs ld.lld without any of this.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -92,18 +93,79 @@ pub fn park_if_cancelled() {
     }
 }
 
-/// Records a running child so a signal can stop it. Call right after
-/// spawn, and wait for it with [`wait_child`].
-pub fn register_child(pid: u32) {
-    lock(&CHILDREN).push(pid);
-    // A signal handled between our spawn and the push above found no pid to
-    // stop; stop it ourselves. (Both may send SIGTERM; that is harmless.)
-    if cancelled() {
-        kill(pid, libc::SIGTERM);
+/// The signal a child gets when the thread that spawned it dies, e.g. when
+/// kdthin-ld is SIGKILLed (the handler above never runs then). SIGTERM,
+/// not SIGKILL: clang and ld.lld (LLVM's signal handlers) then remove the
+/// temporary files they write outputs through, such as ld.lld's
+/// `<output>.tmp*` beside `-o`, and die; SIGKILL would leave those behind.
+/// It is also what [`stop_children`] sends.
+const PARENT_DEATH_SIGNAL: libc::c_int = libc::SIGTERM;
+
+/// Starts `cmd` as a child that dies with us, recorded so that a signal
+/// stops it; wait for it with [`wait_child`]. Once a signal arrived
+/// (cleanup began or is about to), nothing is started: `Interrupted`.
+///
+/// The check and the spawn happen under the lock [`stop_children`]
+/// takes, so a child is either seen by it or never started. The
+/// parent-death signal covers the death no handler sees (SIGKILL). It
+/// fires when the spawning *thread* ends, not the process: spawn from
+/// the thread that waits for the child, as every caller does.
+pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and the error path are async-signal-safe;
+    // nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, PARENT_DEATH_SIGNAL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // We died between fork and prctl: nobody would send the
+            // signal any more, and nobody waits for this child.
+            if libc::getppid() != parent {
+                libc::_exit(128 + PARENT_DEATH_SIGNAL);
+            }
+            // Start with nothing blocked whatever the spawning thread had
+            // (install() blocks the handled signals in every thread): a
+            // child deaf to SIGTERM would outlive us despite the signal.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
     }
+    let mut children = lock(&CHILDREN);
+    if cancelled() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal: not started"));
+    }
+    let child = cmd.spawn()?;
+    children.push(child.id());
+    Ok(child)
 }
 
-/// Waits for a child given to [`register_child`], and forgets it.
+/// [`spawn`], then collects stdout and stderr (stdin is /dev/null), like
+/// `Command::output`.
+pub fn output(cmd: &mut Command) -> io::Result<std::process::Output> {
+    use std::io::Read;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = spawn(cmd)?;
+    let mut stderr = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_end(&mut stdout);
+    }
+    let stderr = err_reader.join().unwrap_or_default();
+    let status = wait_child(&mut child)?;
+    Ok(std::process::Output { status, stdout, stderr })
+}
+
+/// Waits for a child started by [`spawn`], and forgets it.
 pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
     // Wait for the exit first without reaping: until it is reaped the pid
     // cannot be reused, so leaving the registry before that means a signal
@@ -281,7 +343,11 @@ mod tests {
             set_mask(libc::SIG_BLOCK, &handled_set()).unwrap();
             let ours = std::fs::read_to_string("/proc/thread-self/status").unwrap();
             assert_eq!(sig_blk(&ours) & (1 << (libc::SIGINT - 1)), 1 << (libc::SIGINT - 1));
-            let out = LocalExecutor::new().run(&sh("grep SigBlk /proc/self/status")).unwrap();
+            // grep itself, not through a shell: dash restores the mask it
+            // started with before exec, hiding what we gave it.
+            let mut job = sh("");
+            job.argv = ["grep", "SigBlk", "/proc/self/status"].iter().map(Into::into).collect();
+            let out = LocalExecutor::new().run(&job).unwrap();
             assert_eq!(sig_blk(&String::from_utf8(out.stderr).unwrap()), 0);
         })
         .join()

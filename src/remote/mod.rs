@@ -272,11 +272,7 @@ fn compiler_identity(program: &OsStr, cwd: &Path) -> Result<Compiler, String> {
             .ok_or_else(|| format!("{}: not found in PATH", p.display()))?
     };
     let canonical = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
-    let out = std::process::Command::new(&path)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
+    let out = signals::output(std::process::Command::new(&path).arg("--version"))
         .map_err(|e| format!("{} --version: {e}", path.display()))?;
     if !out.status.success() {
         return Err(format!("{} --version failed", path.display()));

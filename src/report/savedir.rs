@@ -416,7 +416,7 @@ impl State {
         }
         for t in &tools {
             v.push_str(&format!("\n$ {} --version\n", q(t)));
-            match std::process::Command::new(t).arg("--version").stdin(std::process::Stdio::null()).output() {
+            match crate::exec::signals::output(std::process::Command::new(t).arg("--version")) {
                 Ok(out) => {
                     v.push_str(&String::from_utf8_lossy(&out.stdout));
                     v.push_str(&String::from_utf8_lossy(&out.stderr));
