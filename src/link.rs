@@ -93,6 +93,10 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             exec_real(&real_ld, &argv)
         }
         Plan::Distribute(dist) => {
+            // From here on files are created (the cache's probe, the work
+            // directory): a signal must clean them up rather than kill us
+            // between creating one and registering it.
+            exec::signals::install();
             // Broken TLS settings for remote execution stop the link before
             // any work (remote::preflight), rather than letting every link
             // fall back to local with a warning. Links without bitcode
@@ -358,8 +362,11 @@ fn distribute(link: &Link) -> Result<i32> {
         return Ok(0);
     }
     for d in [&dist.work, &dist.index_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("{}: cannot create work directory", d.display()))?;
-        exec::signals::register_cleanup(d);
+        let created = exec::signals::create_registered(d, |d| std::fs::create_dir_all(d));
+        if created.is_err() {
+            exec::signals::park_if_cancelled();
+        }
+        created.with_context(|| format!("{}: cannot create work directory", d.display()))?;
     }
     let result = distribute_in(link);
     if let (Ok(r), Some(m)) = (&result, &link.memo) {

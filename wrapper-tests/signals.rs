@@ -256,3 +256,136 @@ fn sigkill_takes_the_children_along_and_no_output_appears_later() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!t.exists("vmlinux.o"), "vmlinux.o written after kdthin-ld was killed");
 }
+
+/// A tiny deterministic generator (xorshift), seeded and printed, so a
+/// failing sequence of delays can be replayed with KDTHIN_TEST_SEED.
+struct Rng(u64);
+
+impl Rng {
+    fn from_env() -> Rng {
+        let seed = std::env::var("KDTHIN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("KDTHIN_TEST_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Files under `dir` (recursively) whose name starts with `prefix`.
+fn find_named(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut found = vec![];
+    let Ok(rd) = fs::read_dir(dir) else { return found };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with(prefix) {
+            found.push(p.display().to_string());
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(find_named(&p, prefix));
+        }
+    }
+    found
+}
+
+/// `sig` at random points of real links (early ones weighted: the first
+/// tens of ms hold the directory creation and the thin-link's start),
+/// with the backend cache and the whole-link cache on: afterwards no
+/// child runs, and for a handled signal nothing of the link is left
+/// (work, index, cache temporaries) and no `-o`; a link the signal
+/// missed produced the right output.
+fn signal_at_random_points(sig: libc::c_int, iterations: usize) {
+    require_toolchain!();
+    let t = Tree::new(CmdFormat::Savedcmd);
+    t.make(Linker::Lld, &["objects"]).ok();
+    let log = t.scratch().join("kdthin-ld.stderr");
+    let cache = t.scratch().join("cache");
+    // The reference output, and a link's typical duration.
+    let started = Instant::now();
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &[]).ok();
+    let full_ms = started.elapsed().as_millis() as u64 + 1;
+    let reference = t.read("vmlinux.o");
+    let natives = t.snapshot();
+    let mut rng = Rng::from_env();
+    let handled = sig != libc::SIGKILL;
+    for i in 0..iterations {
+        let _ = fs::remove_file(t.path("vmlinux.o"));
+        if i % 3 == 0 {
+            let _ = fs::remove_dir_all(cache.join("v1"));
+        }
+        let link_cache = if i % 2 == 0 { "on" } else { "off" };
+        let envs = [
+            ("KDTHIN_CACHE", "on".as_ref()),
+            ("KDTHIN_CACHE_DIR", cache.as_os_str()),
+            ("KDTHIN_LINK_CACHE", link_cache.as_ref()),
+        ];
+        let delay = if i % 2 == 0 { rng.below(60) } else { rng.below(full_ms) };
+        let context = format!("iteration {i}, {delay} ms, whole-link cache {link_cache}");
+        let mut child = start_link(&t, &envs, &log);
+        std::thread::sleep(Duration::from_millis(delay));
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let status = child.wait().unwrap();
+        let stderr = fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            status.success() || status.signal() == Some(sig),
+            "{context}: kdthin-ld {}\n{stderr}",
+            describe_status(status)
+        );
+        assert_none_left_in(t.root(), Duration::from_secs(5), &context);
+        let present = t.exists("vmlinux.o");
+        if status.success() {
+            assert!(t.read("vmlinux.o") == reference, "{context}: wrong vmlinux.o\n{stderr}");
+        } else if present {
+            // The final link had renamed it into place when the signal
+            // came: whole, or not there.
+            assert!(t.read("vmlinux.o") == reference, "{context}: partial vmlinux.o after the signal");
+        }
+        if !handled {
+            // Killed outright, kdthin-ld cleans nothing up; its children
+            // must still not write anything more.
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(t.exists("vmlinux.o"), present, "{context}: vmlinux.o appeared after SIGKILL");
+            let _ = fs::remove_dir_all(t.index_tmp());
+            for d in find_named(t.root(), ".tmp_kdthin") {
+                let _ = fs::remove_dir_all(d);
+            }
+            continue;
+        }
+        let left = [
+            find_named(&t.index_tmp(), "kdthin"),
+            find_named(t.root(), ".tmp_kdthin"),
+            find_named(t.root(), ".tmp."),
+            find_named(&cache, ".tmp"),
+        ]
+        .concat();
+        assert!(left.is_empty(), "{context}: left behind: {left:?}\n{stderr}");
+    }
+    // Inputs untouched (natives may have been rewritten, with the same
+    // bytes), and the next link is right.
+    t.snapshot().assert_only_changes(&natives, |p| is_native_object(p) || p.ends_with("vmlinux.o"));
+    let _ = fs::remove_file(t.path("vmlinux.o"));
+    let envs = [("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", cache.as_os_str())];
+    t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
+    assert!(t.read("vmlinux.o") == reference, "the link after the signals differs\n{}", ran.report());
+}
+
+#[test]
+fn sigterm_at_random_points_leaves_nothing_behind() {
+    signal_at_random_points(libc::SIGTERM, 30);
+}
+
+#[test]
+fn sigint_at_random_points_leaves_nothing_behind() {
+    signal_at_random_points(libc::SIGINT, 30);
+}
+
+#[test]
+fn sigkill_at_random_points_leaves_no_child_and_no_partial_output() {
+    signal_at_random_points(libc::SIGKILL, 30);
+}

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::key::Key;
+use crate::exec::signals;
 
 const SHARDS: u32 = 16;
 const MAGIC: &[u8; 8] = b"KDTHIN\x01\n";
@@ -78,9 +79,8 @@ impl Store {
             write_atomically(&tag, &[text.as_bytes()])?;
         }
         // Writable? (A read-only mount or another user's directory.)
-        let probe = tmp_path(root);
-        File::create(&probe)?;
-        fs::remove_file(&probe)?;
+        let (probe, _) = Temp::create(tmp_path(root))?;
+        probe.remove()?;
         Ok(store)
     }
 
@@ -144,8 +144,7 @@ impl Store {
                 let _ = fs::remove_file(dest);
             }
         }
-        let tmp = tmp_path(dest.parent().unwrap_or(Path::new(".")));
-        if write_atomically_via(&tmp, dest, &[obj]).is_err() {
+        if write_atomically(dest, &[obj]).is_err() {
             return Ok(Lookup::Miss);
         }
         Ok(Lookup::Hit { stderr: stderr.to_vec(), unchanged: false })
@@ -200,9 +199,9 @@ impl Store {
         let len = copy_blocks(&mut File::open(file)?, &mut io::sink(), &mut content)?;
         content.update(meta);
         let header = entry_header(key, len, meta.len() as u64, &content);
-        let tmp = tmp_path(&shard);
         let written = (|| {
-            let mut out = io::BufWriter::new(OpenOptions::new().write(true).create_new(true).open(&tmp)?);
+            let (tmp, out) = Temp::create(tmp_path(&shard))?;
+            let mut out = io::BufWriter::new(out);
             out.write_all(&header)?;
             // The file may have changed since it was hashed: copy exactly
             // what was hashed, or fail.
@@ -214,11 +213,8 @@ impl Store {
             }
             out.write_all(meta)?;
             out.into_inner().map_err(|e| e.into_error())?;
-            fs::rename(&tmp, &path)
+            tmp.rename_to(&path)
         })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
         written?;
         self.count_new_entry(&shard, HEADER as u64 + len + meta.len() as u64)
     }
@@ -249,30 +245,29 @@ impl Store {
             return Ok(Lookup::Corrupt);
         }
         let obj_len = u64::from_le_bytes(header[40..48].try_into().unwrap());
-        let tmp = tmp_path(dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
         let mut content = blake3::Hasher::new();
         let copied = (|| {
-            let mut out = io::BufWriter::new(OpenOptions::new().write(true).create_new(true).open(&tmp)?);
+            let (tmp, out) = Temp::create(tmp_path(dir_of(dest)))?;
+            let mut out = io::BufWriter::new(out);
             let n = copy_blocks(&mut (&mut file).take(obj_len), &mut out, &mut content)?;
             out.into_inner().map_err(|e| e.into_error())?;
-            Ok::<u64, io::Error>(n)
+            Ok::<_, io::Error>((tmp, n))
         })();
-        let Ok(n) = copied else {
-            let _ = fs::remove_file(&tmp);
+        // (A failed copy's temporary is gone with its `Temp`.)
+        let Ok((tmp, n)) = copied else {
             return Ok(Lookup::Miss);
         };
         let mut meta = Vec::new();
         let meta_ok = file.read_to_end(&mut meta).is_ok();
         content.update(&meta);
         if n != obj_len || !meta_ok || content.finalize().as_bytes() != &header[56..88] {
-            let _ = fs::remove_file(&tmp);
+            drop(tmp);
             drop(file);
             self.discard(key, &path, total);
             return Ok(Lookup::Corrupt);
         }
         let _ = file.set_modified(SystemTime::now());
-        if fs::rename(&tmp, dest).is_err() {
-            let _ = fs::remove_file(&tmp);
+        if tmp.rename_to(dest).is_err() {
             return Ok(Lookup::Miss);
         }
         Ok(Lookup::Hit { stderr: meta, unchanged: false })
@@ -442,23 +437,55 @@ fn tmp_path(dir: &Path) -> PathBuf {
     dir.join(format!(".tmp.{}.{n}.{t:x}", std::process::id()))
 }
 
-fn write_atomically(dest: &Path, parts: &[&[u8]]) -> io::Result<()> {
-    write_atomically_via(&tmp_path(dest.parent().unwrap_or(Path::new("."))), dest, parts)
+/// The directory `path` is in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
-fn write_atomically_via(tmp: &Path, dest: &Path, parts: &[&[u8]]) -> io::Result<()> {
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
-        for p in parts {
-            f.write_all(p)?;
-        }
-        drop(f);
-        fs::rename(tmp, dest)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(tmp);
+fn write_atomically(dest: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let (tmp, mut f) = Temp::create(tmp_path(dir_of(dest)))?;
+    for p in parts {
+        f.write_all(p)?;
     }
-    result
+    drop(f);
+    tmp.rename_to(dest)
+}
+
+/// A temporary file on its way to being renamed into place. Until then
+/// it is registered with the signal handler, so a SIGTERM mid-write
+/// removes it instead of leaving `.tmp.*` litter in the cache; dropped
+/// without [`Temp::rename_to`], it is removed.
+struct Temp {
+    path: PathBuf,
+    done: bool,
+}
+
+impl Temp {
+    fn create(path: PathBuf) -> io::Result<(Temp, File)> {
+        let f = signals::create_registered(&path, |p| OpenOptions::new().write(true).create_new(true).open(p))?;
+        Ok((Temp { path, done: false }, f))
+    }
+
+    fn rename_to(mut self, dest: &Path) -> io::Result<()> {
+        fs::rename(&self.path, dest)?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn remove(mut self) -> io::Result<()> {
+        fs::remove_file(&self.path)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+        }
+        signals::unregister_cleanup(&self.path);
+    }
 }
 
 /// An exclusive flock(2), released when dropped. flock locks belong to the

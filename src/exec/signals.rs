@@ -205,6 +205,22 @@ pub fn register_cleanup(path: impl Into<PathBuf>) {
     lock(&CLEANUP).push(path.into());
 }
 
+/// Creates `path` with `create` and registers it for cleanup as one step,
+/// under the lock cleanup holds: a signal either finds it registered or
+/// stops it from being created (`Interrupted`). Registering first and
+/// creating after would let a signal clean up before the creation, and
+/// creating first would let it clean up before the registration: either
+/// way the file would outlive us.
+pub fn create_registered<T>(path: &Path, create: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    let mut paths = lock(&CLEANUP);
+    if cancelled() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal: not created"));
+    }
+    let made = create(path)?;
+    paths.push(path.to_path_buf());
+    Ok(made)
+}
+
 /// Keeps `path` after all (e.g. it was renamed into place).
 pub fn unregister_cleanup(path: &Path) {
     lock(&CLEANUP).retain(|p| p != path);
