@@ -163,6 +163,9 @@ impl Drop for Server {
 struct Remote {
     url: String,
     log: PathBuf,
+    /// `XDG_RUNTIME_DIR`: where "this endpoint is down" is shared with
+    /// later links; the test's own, not the developer's.
+    runtime: PathBuf,
 }
 
 impl Remote {
@@ -171,11 +174,17 @@ impl Remote {
     }
 
     fn at(url: String, tree: &Tree) -> Remote {
-        Remote { url, log: tree.scratch().join("remote.log") }
+        let runtime = tree.scratch().join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        Remote { url, log: tree.scratch().join("remote.log"), runtime }
     }
 
     fn envs(&self) -> Vec<(&'static str, &OsStr)> {
-        vec![("KDTHIN_REMOTE", OsStr::new(&self.url)), ("KDTHIN_REMOTE_LOG", self.log.as_os_str())]
+        vec![
+            ("KDTHIN_REMOTE", OsStr::new(&self.url)),
+            ("KDTHIN_REMOTE_LOG", self.log.as_os_str()),
+            ("XDG_RUNTIME_DIR", self.runtime.as_os_str()),
+        ]
     }
 
     /// Where each backend ran since the last call: (`remote`, label).
@@ -625,4 +634,71 @@ fn bad_tls_settings_stop_kdthin_ld_before_it_starts() {
     let broken = [("KDTHIN_REMOTE", OsStr::new(&tls)), ("KDTHIN_REMOTE_CA", missing.as_os_str())];
     let ran = t.run_linker(&version, &broken).ok();
     assert!(ran.stdout.contains("LLD"), "{}", ran.report());
+}
+
+/// A server that accepts TCP connections and never answers (a hung
+/// process, a proxy with nothing behind it). The first link must give up
+/// on it within the first-answer deadline (5 s), not HTTP/2's keep-alive
+/// (~50 s), and say so once; a second link of the same build (same
+/// runtime directory) must not even connect: the first one's verdict is
+/// shared. Another runtime directory knows nothing of it.
+#[test]
+fn a_server_that_never_answers_costs_one_timeout_per_build() {
+    require_toolchain!();
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let url = format!("grpc://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // Detached: it holds the connections open until the test process ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let t = Tree::build(CmdFormat::Savedcmd, Linker::Kdthin);
+    let local = t.read("vmlinux.o");
+    let remote = Remote::at(url.clone(), &t);
+    let envs = remote.envs();
+
+    t.remove("vmlinux.o");
+    let start = Instant::now();
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
+    let took = start.elapsed();
+    let log = remote.take();
+    assert_eq!(count(&log, "local"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    assert!(accepted.load(Ordering::SeqCst) >= 1, "the link never connected\n{}", ran.report());
+    assert!(took < Duration::from_secs(15), "the first link took {took:?} to fall back\n{}", ran.report());
+    let warnings: Vec<&str> = ran.stderr.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "one warning per link\n{}", ran.report());
+    assert!(warnings[0].contains("no answer in 5s"), "the warning should say why: {}", warnings[0]);
+    assert!(t.read("vmlinux.o") == local, "vmlinux.o after the fallback differs from the local one");
+
+    // The same build's next link: no connection, no wait.
+    let connections = accepted.load(Ordering::SeqCst);
+    t.remove("vmlinux.o");
+    let start = Instant::now();
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
+    let took = start.elapsed();
+    assert_eq!(accepted.load(Ordering::SeqCst), connections, "the second link tried again\n{}", ran.report());
+    assert!(took < Duration::from_secs(4), "the second link took {took:?}\n{}", ran.report());
+    let log = remote.take();
+    assert_eq!(count(&log, "local"), VMLINUX_BACKENDS, "{log:?}\n{}", ran.report());
+    ran.stderr_contains("in another link").stderr_contains(&url);
+    assert!(t.read("vmlinux.o") == local, "vmlinux.o after the shared verdict differs from the local one");
+
+    // A link elsewhere (another runtime directory) tries for itself.
+    let elsewhere = t.scratch().join("runtime2");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut envs = remote.envs();
+    envs.retain(|(k, _)| *k != "XDG_RUNTIME_DIR");
+    envs.push(("XDG_RUNTIME_DIR", elsewhere.as_os_str()));
+    t.remove("vmlinux.o");
+    let ran = t.link("vmlinux.o", Linker::Kdthin, &envs).ok();
+    assert!(accepted.load(Ordering::SeqCst) > connections, "a fresh runtime directory should try\n{}", ran.report());
+    remote.take();
+    assert_no_litter(&t);
 }

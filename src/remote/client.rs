@@ -7,7 +7,7 @@
 //! waited for, not sent again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,14 @@ const BATCH_TOTAL_MAX: i64 = 2 << 20;
 const CHUNK: usize = 1 << 20;
 /// For every call but Execute (which takes as long as the compile).
 const RPC_TIMEOUT: Duration = Duration::from_secs(120);
+/// Until the server has answered once, a call (connecting and the TLS
+/// handshake included: the connection is made by the first call) gets
+/// this long, and missing it means the service is down. A healthy server
+/// answers the first call, a cache lookup, in milliseconds even across
+/// the world; a server that accepts connections and never answers would
+/// otherwise cost every link HTTP/2's keep-alive timeout (~50 s) before
+/// the local fallback. A false verdict only costs local backends.
+pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A failed remote attempt. The job is retried or run locally; it is
 /// never a compile error.
@@ -173,6 +181,8 @@ pub struct Client {
     bs: ByteStreamClient<Svc>,
     pub uploads: Uploads,
     seq: AtomicU64,
+    /// Some call got an answer (of any kind) on this client.
+    answered: AtomicBool,
 }
 
 /// The result of a finished action.
@@ -194,7 +204,7 @@ impl Client {
     ) -> Result<Client, String> {
         let mut ep = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| format!("{endpoint}: {e}"))?
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(FIRST_ANSWER_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(false);
@@ -213,6 +223,7 @@ impl Client {
             bs: ByteStreamClient::with_interceptor(ch, headers).max_decoding_message_size(max),
             uploads: Uploads::default(),
             seq: AtomicU64::new(0),
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -233,7 +244,7 @@ impl Client {
             ..Default::default()
         };
         let mut ac = self.ac.clone();
-        match timeout(ac.get_action_result(req)).await? {
+        match self.timeout(ac.get_action_result(req)).await? {
             Ok(r) => {
                 let r = r.into_inner();
                 Ok((r.exit_code == 0).then_some(r))
@@ -266,7 +277,8 @@ impl Client {
                 blob_digests: unknown.iter().map(|(d, _)| (*d).clone()).collect(),
                 ..Default::default()
             };
-            let missing = timeout(self.cas.clone().find_missing_blobs(req))
+            let missing = self
+                .timeout(self.cas.clone().find_missing_blobs(req))
                 .await?
                 .map_err(|s| RemoteError::status("FindMissingBlobs", &s))?
                 .into_inner()
@@ -343,7 +355,8 @@ impl Client {
 
     async fn batch_update(&self, requests: Vec<re::batch_update_blobs_request::Request>) -> Result<(), RemoteError> {
         let req = re::BatchUpdateBlobsRequest { instance_name: self.instance.clone(), requests, ..Default::default() };
-        let resp = timeout(self.cas.clone().batch_update_blobs(req))
+        let resp = self
+            .timeout(self.cas.clone().batch_update_blobs(req))
             .await?
             .map_err(|s| RemoteError::status("BatchUpdateBlobs", &s))?
             .into_inner();
@@ -376,7 +389,8 @@ impl Client {
             }
             v
         };
-        let resp = timeout(self.bs.clone().write(tokio_stream::iter(chunks)))
+        let resp = self
+            .timeout(self.bs.clone().write(tokio_stream::iter(chunks)))
             .await?
             .map_err(|s| RemoteError::status("ByteStream.Write", &s))?;
         let committed = resp.into_inner().committed_size;
@@ -406,7 +420,7 @@ impl Client {
             }
             Ok::<_, Status>(data)
         };
-        let data = timeout(fut).await?.map_err(|s| RemoteError::status("ByteStream.Read", &s))?;
+        let data = self.timeout(fut).await?.map_err(|s| RemoteError::status("ByteStream.Read", &s))?;
         if super::action::digest_of(&data) != *d {
             return Err(RemoteError::other(format!("ByteStream.Read: blob {} arrived corrupt", d.hash)));
         }
@@ -467,13 +481,20 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-async fn timeout<T>(fut: impl std::future::Future<Output = T>) -> Result<T, RemoteError> {
-    tokio::time::timeout(RPC_TIMEOUT, fut).await.map_err(|_| RemoteError {
-        msg: format!("no answer in {}s", RPC_TIMEOUT.as_secs()),
-        retry: true,
-        blobs_lost: false,
-        service_down: true,
-    })
+impl Client {
+    /// Bounds a call: [`FIRST_ANSWER_TIMEOUT`] until the server answered
+    /// one, then [`RPC_TIMEOUT`]. No answer in time: the service is down.
+    async fn timeout<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, RemoteError> {
+        let limit = if self.answered.load(Ordering::Relaxed) { RPC_TIMEOUT } else { FIRST_ANSWER_TIMEOUT };
+        let v = tokio::time::timeout(limit, fut).await.map_err(|_| RemoteError {
+            msg: format!("no answer in {}s", limit.as_secs()),
+            retry: true,
+            blobs_lost: false,
+            service_down: true,
+        })?;
+        self.answered.store(true, Ordering::Relaxed);
+        Ok(v)
+    }
 }
 
 fn read_source(s: &Source, d: &Digest) -> Result<Arc<Vec<u8>>, RemoteError> {

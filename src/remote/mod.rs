@@ -33,6 +33,7 @@
 pub mod action;
 mod client;
 mod tls;
+mod verdict;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -49,6 +50,7 @@ use crate::exec::{signals, Executor, Job, JobError, JobOutcome};
 use action::{Digest, NotRemotable, Prepared};
 use client::{Client, Headers, RemoteError};
 pub use tls::TlsFiles;
+use verdict::Verdicts;
 
 const DEFAULT_JOBS: usize = 200;
 /// Attempts per job before it runs locally, and the first pause between
@@ -72,6 +74,9 @@ pub struct RemoteSettings {
     pub platform: Vec<(String, String)>,
     pub jobs: usize,
     pub log: Option<PathBuf>,
+    /// Where "this endpoint is down" is shared with the build's other
+    /// links (see [`verdict`]); None: not shared.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RemoteSettings {
@@ -106,6 +111,7 @@ impl RemoteSettings {
                 platform: pairs("KDTHIN_REMOTE_PLATFORM", get("KDTHIN_REMOTE_PLATFORM").as_deref())?,
                 jobs,
                 log: get("KDTHIN_REMOTE_LOG").map(PathBuf::from),
+                state_dir: verdict::state_dir(&get),
             })
         })())
     }
@@ -300,6 +306,9 @@ pub struct RemoteExecutor {
     toolchains: Memo<Result<(), String>>,
     /// The service failed a job after retries: the rest run locally.
     down: AtomicBool,
+    /// Another link found the service down (a fresh verdict): why.
+    down_elsewhere: Option<verdict::Down>,
+    verdicts: Verdicts,
     warned: AtomicBool,
     executed: AtomicU64,
     cache_hits: AtomicU64,
@@ -351,7 +360,12 @@ impl RemoteExecutor {
             )),
             None => None,
         };
+        let verdicts = Verdicts::new(settings.state_dir.as_deref(), &settings.url);
+        let down_elsewhere = verdicts.down();
         Ok(RemoteExecutor {
+            down: AtomicBool::new(down_elsewhere.is_some()),
+            down_elsewhere,
+            verdicts,
             settings,
             rt: Some(rt),
             client,
@@ -359,7 +373,6 @@ impl RemoteExecutor {
             local,
             local_slots,
             toolchains: Memo::new(),
-            down: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             executed: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
@@ -403,9 +416,16 @@ impl RemoteExecutor {
         self.local.run(job)
     }
 
+    /// The whole service is unusable: the rest of this link, and the
+    /// build's other links for a while, run locally.
+    fn mark_down(&self, e: &RemoteError) {
+        self.down.store(true, Ordering::Relaxed);
+        self.verdicts.record(&e.to_string());
+    }
+
     fn fall_back(&self, job: &Job, e: &RemoteError) -> Result<JobOutcome, JobError> {
         if e.service_down {
-            self.down.store(true, Ordering::Relaxed);
+            self.mark_down(e);
         }
         if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!(
@@ -506,7 +526,12 @@ impl RemoteExecutor {
                         ));
                     }
                     Some(Err(e)) if e.retry && !e.service_down => last = e.to_string(),
-                    Some(Err(e)) => return Err(format!("failed ({e})")),
+                    Some(Err(e)) => {
+                        if e.service_down {
+                            self.mark_down(&e);
+                        }
+                        return Err(format!("failed ({e})"));
+                    }
                 }
                 std::thread::sleep(FIRST_BACKOFF);
             }
@@ -547,8 +572,23 @@ impl Executor for RemoteExecutor {
             return Err(JobError::Cancelled);
         }
         if self.down.load(Ordering::Relaxed) {
+            if let Some(d) = &self.down_elsewhere {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "kdthin-ld: warning: remote execution at {} failed {}s ago in another link ({}); \
+                         running locally",
+                        self.settings.url,
+                        d.age.as_secs(),
+                        d.why
+                    );
+                }
+            }
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
-            self.note("local", job, "remote is down");
+            self.note(
+                "local",
+                job,
+                if self.down_elsewhere.is_some() { "remote is down (shared verdict)" } else { "remote is down" },
+            );
             return self.run_local(job);
         }
         let prepared = match action::prepare(job, &self.facts, &self.settings.platform) {
