@@ -10,6 +10,28 @@
 //! - [`toolchain`]: locate the real ld.lld.
 //! - [`link`]: drives one distributed link end to end.
 
+// Writing to a closed stderr or stdout must not turn a failure into an
+// abort: std's eprintln!/println! panic when the write fails ("failed
+// printing to stderr"), and with `panic = "abort"` a link that should exit
+// 1 would die with SIGABRT (status 134) and leave its work directories.
+// These shadow std's macros in every module below (a macro_rules! macro
+// in textual scope wins over the prelude's) and drop write errors: kbuild
+// reads our exit status, not our messages, and there is nowhere else to
+// report them.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod args;
 pub mod backends;
 pub mod cache;

@@ -213,3 +213,49 @@ fn single_object_module_rebuilt_over_its_old_cmd_file() {
     assert!(syms.iter().any(|s| s == "bar_init T"), "{syms:?}");
     assert_no_litter(&t);
 }
+
+/// A failing link whose stderr is a closed pipe (make's output piped into
+/// something that went away) still fails with exit status 1 and cleans
+/// up. std's eprintln! panics when stderr cannot be written: with the
+/// release profile's `panic = "abort"` that was SIGABRT (status 134, or
+/// 101 in a debug build) with the work directory left in the tree.
+#[test]
+fn failing_link_with_a_closed_stderr_exits_1_and_cleans_up() {
+    require_toolchain!();
+    use std::os::fd::FromRawFd;
+    let t = Tree::new(CmdFormat::Savedcmd);
+    t.make(Linker::Lld, &["objects"]).ok();
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: fresh descriptors from pipe(); each owned once.
+    let (read, write) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    drop(read);
+    let argv = t.link_argv("vmlinux.o", Linker::Kdthin);
+    let mut cmd = std::process::Command::new(&argv[0]);
+    clean_env(&mut cmd)
+        .current_dir(t.root())
+        .args(&argv[1..])
+        .env("KDTHIN_TMPDIR", t.index_tmp())
+        // Every backend fails (an option clang does not know).
+        .env("CCC_OVERRIDE_OPTIONS", "+-mllvm +-kdthin-no-such-option")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(write);
+    let status = cmd.status().expect("start kdthin-ld");
+    assert_eq!(status.code(), Some(1), "{}\n$ {}", describe_status(status), command_line(&cmd));
+    assert!(!t.exists("vmlinux.o"));
+    assert_no_litter(&t);
+    // What a failed backend keeps on purpose (its index files), nothing else.
+    let mut kept = vec![];
+    let mut dirs = vec![t.index_tmp()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                kept.push(e.path().display().to_string());
+            }
+        }
+    }
+    assert!(kept.iter().all(|p| p.ends_with(".thinlto.bc") || p.ends_with(".imports")), "left: {kept:?}");
+}
