@@ -43,6 +43,7 @@ pub mod link;
 pub mod link_memo;
 pub mod paths;
 pub mod plan;
+pub mod private_dir;
 pub mod remote;
 pub mod report;
 pub mod thin_archive;

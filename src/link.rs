@@ -20,6 +20,7 @@ use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::link_memo::Memo;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
+use crate::private_dir;
 use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
 use crate::thin_archive;
 use crate::toolchain::{find_real_ld, LookupEnv};
@@ -75,7 +76,8 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
     let Some(facts) = gather_facts(&inputs) else { return exec_real(&real_ld, &argv) };
 
     let output = cl.value_of(OptId::Output).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("a.out"));
-    let work = work_dir_for(&output);
+    // Named now (planning is pure), created only if the link distributes.
+    let work = work_dir_for(&output, &private_dir::unique_suffix());
     let index_dir = index_dir_for(&work);
     let plan = plan::plan(&cl, &inputs, &facts, &work, &index_dir);
     // KDTHIN_SAVE_DIR: a replayable copy of every link that has bitcode.
@@ -174,18 +176,20 @@ fn gather_facts(inputs: &[crate::args::InputRef]) -> Option<plan::Facts> {
     Some(facts)
 }
 
-/// `<dir of output>/.tmp_kdthin.<name>.<pid>`: on the output's file system
-/// (renames stay cheap) and matched by `make clean`'s `.tmp_*` pattern.
-pub fn work_dir_for(output: &Path) -> PathBuf {
+/// `<dir of output>/.tmp_kdthin.<name>.<unique>`: on the output's file
+/// system (renames stay cheap) and matched by `make clean`'s `.tmp_*`
+/// pattern. `unique` is [`private_dir::unique_suffix`]: see there why.
+pub fn work_dir_for(output: &Path, unique: &str) -> PathBuf {
     let name = output.file_name().unwrap_or(OsStr::new("a.out")).to_string_lossy();
     let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    dir.join(format!(".tmp_kdthin.{name}.{}", std::process::id()))
+    dir.join(format!(".tmp_kdthin.{name}.{unique}"))
 }
 
 /// Where the thin-link's index files go: `KDTHIN_TMPDIR`, else a tmpfs
 /// (`$XDG_RUNTIME_DIR`, `/dev/shm`), else the work directory. Thousands of
 /// small files that live for one link cost far less on tmpfs (0.12 s
-/// instead of 0.33 s for a tinyconfig thin-link on ext4).
+/// instead of 0.33 s for a tinyconfig thin-link on ext4). Named
+/// `kdthin.<name>.<unique>` after the work directory.
 pub fn index_dir_for(work: &Path) -> PathBuf {
     let name = work.file_name().unwrap_or(OsStr::new(".tmp_kdthin")).to_string_lossy();
     let name = format!("kdthin{}", name.trim_start_matches(".tmp_kdthin"));
@@ -199,6 +203,23 @@ pub fn index_dir_for(work: &Path) -> PathBuf {
         .find(|d| is_writable_tmpfs(d))
         .map(|d| d.join(&name))
         .unwrap_or_else(|| work.join("idx"))
+}
+
+/// Creates the index directory, private and locked for this link (see
+/// [`private_dir`]). In a shared directory, first removes what killed
+/// links left there.
+fn create_index_dir(dir: &Path, work: &Path) -> Result<private_dir::InUse> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    if !dir.starts_with(work) {
+        if std::env::var_os("KDTHIN_TMPDIR").is_some_and(|d| !d.is_empty()) {
+            // The user named this directory: it may be made.
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("KDTHIN_TMPDIR={}: cannot create", parent.display()))?;
+        }
+        private_dir::remove_stale(parent);
+    }
+    exec::signals::create_registered(dir, private_dir::create_locked)
+        .with_context(|| format!("{}: cannot create index directory", dir.display()))
 }
 
 fn is_writable_tmpfs(dir: &Path) -> bool {
@@ -361,13 +382,24 @@ fn distribute(link: &Link) -> Result<i32> {
         save.finish("whole link from the cache");
         return Ok(0);
     }
-    for d in [&dist.work, &dist.index_dir] {
-        let created = exec::signals::create_registered(d, |d| std::fs::create_dir_all(d));
-        if created.is_err() {
-            exec::signals::park_if_cancelled();
-        }
-        created.with_context(|| format!("{}: cannot create work directory", d.display()))?;
+    // Created and registered for cleanup in one step (signals), so a
+    // signal either finds them registered or stops their creation.
+    let created = exec::signals::create_registered(&dist.work, private_dir::create);
+    if created.is_err() {
+        exec::signals::park_if_cancelled();
     }
+    created.with_context(|| format!("{}: cannot create work directory", dist.work.display()))?;
+    let in_use = match create_index_dir(&dist.index_dir, &dist.work) {
+        Ok(l) => l,
+        Err(e) => {
+            exec::signals::park_if_cancelled();
+            let _ = std::fs::remove_dir_all(&dist.work);
+            exec::signals::unregister_cleanup(&dist.work);
+            rec.finish(1);
+            save.finish(&format!("error: {e:#}"));
+            return Err(e);
+        }
+    };
     let result = distribute_in(link);
     if let (Ok(r), Some(m)) = (&result, &link.memo) {
         if r.code == 0 && r.fallback.is_none() {
@@ -387,6 +419,7 @@ fn distribute(link: &Link) -> Result<i32> {
         if dist.index_dir.starts_with(&dist.work) { vec![&dist.work] } else { vec![&dist.work, &dist.index_dir] };
     if settings.save_temps {
         for d in &dirs {
+            private_dir::mark_kept(d);
             eprintln!("kdthin-ld: work files kept in {}", d.display());
         }
     } else if keep.is_empty() {
@@ -397,11 +430,13 @@ fn distribute(link: &Link) -> Result<i32> {
         for d in &dirs {
             prune_except(d, &keep);
         }
+        private_dir::mark_kept(&dist.index_dir);
         eprintln!("kdthin-ld: the index files the failed backends need are kept in {}", dist.index_dir.display());
     }
     for d in [&dist.work, &dist.index_dir] {
         exec::signals::unregister_cleanup(d);
     }
+    drop(in_use);
     let r = match result {
         Ok(r) => r,
         Err(e) => {

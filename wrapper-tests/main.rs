@@ -15,6 +15,7 @@ mod differential;
 mod dtlto;
 mod fixture;
 mod passthrough;
+mod private_dirs;
 mod remote;
 mod report;
 mod savedir;
