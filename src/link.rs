@@ -382,13 +382,20 @@ fn distribute(link: &Link) -> Result<i32> {
         save.finish("whole link from the cache");
         return Ok(0);
     }
-    // Created and registered for cleanup in one step (signals), so a
-    // signal either finds them registered or stops their creation.
-    let created = exec::signals::create_registered(&dist.work, private_dir::create);
-    if created.is_err() {
+    // Beside the output, so ld.lld needs this directory as much as we do:
+    // when it cannot be made (a missing `nodir/`, no write permission),
+    // ld.lld says why in its own words. Never a parent created: that
+    // would make a link succeed that ld.lld refuses. Created and
+    // registered for cleanup in one step (signals), so a signal either
+    // finds it registered or stops its creation.
+    if let Err(e) = exec::signals::create_registered(&dist.work, private_dir::create) {
         exec::signals::park_if_cancelled();
+        let why = format!("cannot create work directory {}: {e}", dist.work.display());
+        eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+        rec.finish_in_process(&why);
+        save.finish(&format!("linked in-process: {why}"));
+        return exec_real(real_ld, argv);
     }
-    created.with_context(|| format!("{}: cannot create work directory", dist.work.display()))?;
     let in_use = match create_index_dir(&dist.index_dir, &dist.work) {
         Ok(l) => l,
         Err(e) => {

@@ -1,7 +1,8 @@
-//! Temporary directories (issue 10, finding 5): a
+//! Temporary directories and output paths (issue 10, findings 5 and 9): a
 //! link's work and index directories are its own (fresh, 0700, never a
 //! directory someone planted at a name they guessed), dead links' index
-//! directories are swept.
+//! directories are swept, and a missing output directory fails as in
+//! ld.lld instead of being created.
 
 use crate::support::*;
 use std::ffi::OsString;
@@ -140,4 +141,34 @@ fn index_directories_of_dead_links_are_removed_live_ones_kept() {
     // The link's own directory is gone too: only the two above remain.
     assert_eq!(entries(&tmp), vec![kept.clone(), live.clone()]);
     drop(lock);
+}
+
+#[test]
+fn missing_output_directory_fails_like_ld_lld_in_every_mode() {
+    require_toolchain!();
+    let t = compiled();
+    let to_nodir = |linker: Linker| -> Vec<OsString> {
+        let mut argv = t.link_argv("vmlinux.o", linker);
+        let o = argv.iter().position(|a| a == "-o").expect("-o in the link command");
+        argv[o + 1] = "nodir/vmlinux.o".into();
+        argv
+    };
+    let lld = t.run_linker(&to_nodir(Linker::Lld), &[]).failed();
+    lld.stderr_contains("cannot open output file");
+    assert!(!t.exists("nodir"));
+    // A warm whole-link cache for the same inputs must not serve it either.
+    let cache = t.scratch().join("cache");
+    t.link("vmlinux.o", Linker::Kdthin, &[("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", cache.as_os_str())])
+        .ok();
+    let modes: [(&str, &[(&str, &std::ffi::OsStr)]); 3] = [
+        ("distributed", &[]),
+        ("cached", &[("KDTHIN_CACHE", "on".as_ref()), ("KDTHIN_CACHE_DIR", cache.as_os_str())]),
+        ("save-temps", &[("KDTHIN_SAVE_TEMPS", "1".as_ref())]),
+    ];
+    for (mode, envs) in modes {
+        let ran = t.run_linker(&to_nodir(Linker::Kdthin), envs).failed();
+        assert_eq!(ran.status.code(), lld.status.code(), "{mode}: exit status differs from ld.lld's\n{}", ran.report());
+        ran.stderr_contains("cannot open output file");
+        assert!(!t.exists("nodir"), "{mode}: kdthin-ld created nodir/\n{}", ran.report());
+    }
 }
