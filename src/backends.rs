@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::cache::{self, Cache};
 use crate::exec::scheduler::{self, Event, RunSummary};
-use crate::exec::slots::{JobsSource, Slots};
+use crate::exec::slots::{Chosen, JobsSource, Slots};
 use crate::exec::{local::LocalExecutor, Executor, Job};
 use crate::remote::{self, RemoteExecutor};
 
@@ -23,7 +23,7 @@ pub struct Backends {
     cwd: PathBuf,
 }
 
-fn slots_from_env() -> (Slots, JobsSource, Option<String>) {
+fn slots_from_env() -> Chosen {
     Slots::from_env(std::env::var("MAKEFLAGS").ok().as_deref(), std::env::var("KDTHIN_JOBS").ok().as_deref())
 }
 
@@ -39,7 +39,10 @@ impl Backends {
     /// opens it early for the link memo; one cache per link shares the
     /// file hashes).
     pub fn with_cache(cwd: &Path, cache: Option<Arc<Cache>>) -> Backends {
-        let (slots, source, note) = slots_from_env();
+        let Chosen { slots, source, warning, note } = slots_from_env();
+        if let Some(w) = warning {
+            eprintln!("kdthin-ld: warning: {w}");
+        }
         let local = Arc::new(LocalExecutor::new());
         let (remote, slots) = remote_executor(cwd, &local, slots);
         Backends { cache, remote, local, slots, source, note, cwd: cwd.to_path_buf() }
@@ -79,7 +82,7 @@ fn remote_executor(cwd: &Path, local: &Arc<LocalExecutor>, local_slots: Slots) -
         Ok((r, jobs)) => (Some(r), Slots::counting(jobs)),
         Err(e) => {
             eprintln!("kdthin-ld: warning: {e}; running backends locally");
-            (None, slots_from_env().0)
+            (None, slots_from_env().slots)
         }
     }
 }

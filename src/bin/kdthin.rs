@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 
 use kdthin::cache::{self, CacheSettings};
-use kdthin::exec::slots::{JobsSource, Slots};
+use kdthin::exec::slots::{Chosen, JobsSource, Slots};
 use kdthin::link::Settings;
 use kdthin::toolchain::{find_real_ld, LookupEnv};
 
@@ -180,13 +180,16 @@ fn config(out: &mut dyn Write) -> Result<bool> {
     }
 
     let makeflags = var("MAKEFLAGS");
-    let (slots, source, note) = Slots::from_env(makeflags.as_deref(), var("KDTHIN_JOBS").as_deref());
+    let Chosen { slots, source, warning, note } = Slots::from_env(makeflags.as_deref(), var("KDTHIN_JOBS").as_deref());
     let jobs = match (source, slots.limit()) {
         (JobsSource::Jobserver { .. }, Some(n)) => format!("{source}, at most {n}"),
         (JobsSource::Jobserver { .. }, None) => format!("{source}, make's -j"),
         _ => source.to_string(),
     };
     writeln!(out, "{:<16}{jobs}", "jobs")?;
+    if let Some(w) = warning {
+        writeln!(out, "{:<16}{w}", "")?;
+    }
     if let Some(note) = note {
         writeln!(out, "{:<16}{note}", "")?;
     }

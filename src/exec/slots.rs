@@ -82,19 +82,33 @@ impl fmt::Debug for Token<'_> {
     }
 }
 
+/// What [`Slots::from_env`] decided, and what to tell the user about it.
+pub struct Chosen {
+    pub slots: Slots,
+    pub source: JobsSource,
+    /// A bad `KDTHIN_JOBS`, naming the value and what is used instead: the
+    /// user asked for something they do not get, so always shown (like a
+    /// bad `KDTHIN_CACHE_SIZE`).
+    pub warning: Option<String>,
+    /// An advertised jobserver that is not there: common (make 4.3 closes
+    /// it for kbuild's LD recipes) and harmless, so shown when verbose.
+    pub note: Option<String>,
+}
+
 impl Slots {
     /// Decides where concurrency comes from; see the module docs for the
-    /// order. The note is one line for the user when something was set but
-    /// could not be used (a bad `KDTHIN_JOBS`, an advertised jobserver that
-    /// is not there). An empty `KDTHIN_JOBS` counts as unset.
-    pub fn from_env(makeflags: Option<&str>, kdthin_jobs: Option<&str>) -> (Slots, JobsSource, Option<String>) {
-        let mut notes = Vec::new();
+    /// order. An empty `KDTHIN_JOBS` counts as unset.
+    pub fn from_env(makeflags: Option<&str>, kdthin_jobs: Option<&str>) -> Chosen {
+        let mut bad_jobs = None;
         if let Some(v) = kdthin_jobs.map(str::trim).filter(|v| !v.is_empty()) {
             match v.parse::<usize>() {
-                Ok(n) if n > 0 => return (Slots::counting(n), JobsSource::Env(n), None),
-                _ => notes.push(format!("ignoring KDTHIN_JOBS={v:?} (not a positive integer)")),
+                Ok(n) if n > 0 => {
+                    return Chosen { slots: Slots::counting(n), source: JobsSource::Env(n), warning: None, note: None }
+                }
+                _ => bad_jobs = Some(v),
             }
         }
+        let warning = |using: &str| bad_jobs.map(|v| format!("KDTHIN_JOBS={v}: not a positive integer; using {using}"));
         if let Some(auth) = makeflags.and_then(jobserver_auth) {
             match Jobserver::open(auth) {
                 Ok((js, kind)) => {
@@ -104,15 +118,29 @@ impl Slots {
                         limit: makeflags.and_then(make_jobs),
                         jobserver: Some(js),
                     };
-                    let note = (!notes.is_empty()).then(|| notes.join("; "));
-                    return (slots, JobsSource::Jobserver { kind }, note);
+                    let warning = warning("make's jobserver");
+                    return Chosen { slots, source: JobsSource::Jobserver { kind }, warning, note: None };
                 }
-                Err(why) => notes.push(format!("make's jobserver (--jobserver-auth={auth}) is not usable: {why}")),
+                Err(why) => {
+                    let n = available_cpus();
+                    return Chosen {
+                        slots: Slots::counting(n),
+                        source: JobsSource::Cpus(n),
+                        warning: warning(&format!("{n} CPUs")),
+                        note: Some(format!(
+                            "make's jobserver (--jobserver-auth={auth}) is not usable: {why}; using {n} CPUs"
+                        )),
+                    };
+                }
             }
         }
         let n = available_cpus();
-        let note = (!notes.is_empty()).then(|| format!("{}; using {n} CPUs", notes.join("; ")));
-        (Slots::counting(n), JobsSource::Cpus(n), note)
+        Chosen {
+            slots: Slots::counting(n),
+            source: JobsSource::Cpus(n),
+            warning: warning(&format!("{n} CPUs")),
+            note: None,
+        }
     }
 
     /// A plain counting semaphore of `n` slots (at least 1).
@@ -494,43 +522,63 @@ mod tests {
 
     #[test]
     fn cpus_are_the_fallback() {
-        let (slots, source, note) = Slots::from_env(None, None);
+        let (slots, source, note) = parts(Slots::from_env(None, None));
         let n = available_cpus();
         assert!(n >= 1);
         assert_eq!(source, JobsSource::Cpus(n));
         assert_eq!(slots.limit(), Some(n));
         assert_eq!(note, None);
         // Serial make without a jobserver: still the CPUs, and nothing to say.
-        let (_, source, note) = Slots::from_env(Some("rR -j1 -- LLVM=1"), None);
+        let (_, source, note) = parts(Slots::from_env(Some("rR -j1 -- LLVM=1"), None));
         assert_eq!((source, note), (JobsSource::Cpus(n), None));
     }
 
     #[test]
     fn kdthin_jobs_overrides_everything() {
         let (r, w) = make_pipe(7);
-        let (slots, source, note) = Slots::from_env(Some(&auth(&r, &w)), Some("5"));
+        let (slots, source, note) = parts(Slots::from_env(Some(&auth(&r, &w)), Some("5")));
         assert_eq!((source, note), (JobsSource::Env(5), None));
         assert_eq!(slots.limit(), Some(5));
         assert_eq!(peak_concurrency(&slots, 10), 5);
         assert_eq!(queued(r.as_raw_fd()), 7, "the jobserver was not touched");
     }
 
+    /// The note of a decision (the warning is checked where it matters).
+    fn parts(c: Chosen) -> (Slots, JobsSource, Option<String>) {
+        (c.slots, c.source, c.note)
+    }
+
     #[test]
-    fn bad_kdthin_jobs_is_noted_and_ignored() {
-        for bad in ["0", "-2", "many", "1.5"] {
-            let (_, source, note) = Slots::from_env(None, Some(bad));
-            assert_eq!(source, JobsSource::Cpus(available_cpus()), "{bad}");
-            let note = note.expect("a note");
-            assert!(note.contains("KDTHIN_JOBS") && note.contains(bad) && note.ends_with("CPUs"), "{note}");
+    fn bad_kdthin_jobs_is_a_warning_naming_it_and_what_is_used() {
+        let n = available_cpus();
+        for bad in ["0", "-1", "abc", "1.5", "4x"] {
+            let c = Slots::from_env(None, Some(bad));
+            assert_eq!(c.source, JobsSource::Cpus(n), "{bad}");
+            assert_eq!(c.warning, Some(format!("KDTHIN_JOBS={bad}: not a positive integer; using {n} CPUs")));
+            assert_eq!(c.note, None, "{bad}: said once, as a warning");
         }
-        // Empty means unset.
-        assert_eq!(Slots::from_env(None, Some(" ")).2, None);
+        // With a usable jobserver, that is what is used instead.
+        let (r, w) = make_pipe(3);
+        let c = Slots::from_env(Some(&auth(&r, &w)), Some("abc"));
+        assert_eq!(c.source, JobsSource::Jobserver { kind: "pipe" });
+        assert_eq!(c.warning.as_deref(), Some("KDTHIN_JOBS=abc: not a positive integer; using make's jobserver"));
+        // An unusable jobserver stays a note (verbose only); the bad value
+        // is still a warning.
+        let c = Slots::from_env(Some("--jobserver-auth=fifo:/nonexistent/GMfifo"), Some("-1"));
+        assert_eq!(c.source, JobsSource::Cpus(n));
+        assert!(c.warning.as_deref().is_some_and(|w| w.starts_with("KDTHIN_JOBS=-1: ")), "{:?}", c.warning);
+        assert!(c.note.as_deref().is_some_and(|m| m.starts_with("make's jobserver")), "{:?}", c.note);
+        // Empty means unset: nothing to say.
+        let c = Slots::from_env(None, Some(" "));
+        assert_eq!((c.warning, c.note), (None, None));
+        // Good values say nothing either.
+        assert_eq!(Slots::from_env(None, Some("3")).warning, None);
     }
 
     #[test]
     fn pipe_jobserver_gives_implicit_plus_queued_tokens() {
         let (r, w) = make_pipe(2);
-        let (slots, source, note) = Slots::from_env(Some(&auth(&r, &w)), None);
+        let (slots, source, note) = parts(Slots::from_env(Some(&auth(&r, &w)), None));
         assert_eq!((source, note), (JobsSource::Jobserver { kind: "pipe" }, None));
         assert_eq!(slots.limit(), Some(3), "make's -j3");
 
@@ -552,7 +600,7 @@ mod tests {
     #[test]
     fn waiter_wakes_when_our_implicit_token_comes_back() {
         let (r, w) = make_pipe(0);
-        let (slots, _, _) = Slots::from_env(Some(&auth(&r, &w)), None);
+        let (slots, _, _) = parts(Slots::from_env(Some(&auth(&r, &w)), None));
         let held = slots.acquire().unwrap();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| slots.acquire().map(|t| t.byte));
@@ -574,7 +622,7 @@ mod tests {
     #[test]
     fn waiter_wakes_when_make_puts_a_token_back() {
         let (r, w) = make_pipe(0);
-        let (slots, _, _) = Slots::from_env(Some(&auth(&r, &w)), None);
+        let (slots, _, _) = parts(Slots::from_env(Some(&auth(&r, &w)), None));
         let _held = slots.acquire().unwrap();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| slots.acquire().unwrap().byte);
@@ -598,7 +646,7 @@ mod tests {
         (&make_end).write_all(b"++").unwrap();
 
         let flags = format!("--jobserver-auth=fifo:{}", path.display());
-        let (slots, source, note) = Slots::from_env(Some(&flags), None);
+        let (slots, source, note) = parts(Slots::from_env(Some(&flags), None));
         assert_eq!((source, note), (JobsSource::Jobserver { kind: "fifo" }, None));
         assert_eq!(slots.limit(), None, "no -j in MAKEFLAGS");
         assert_eq!(peak_concurrency(&slots, 12), 3);
@@ -606,7 +654,7 @@ mod tests {
     }
 
     fn rejected(makeflags: &str) -> String {
-        let (slots, source, note) = Slots::from_env(Some(makeflags), None);
+        let (slots, source, note) = parts(Slots::from_env(Some(makeflags), None));
         assert_eq!(source, JobsSource::Cpus(available_cpus()), "{makeflags}");
         assert_eq!(slots.limit(), Some(available_cpus()));
         let note = note.expect("a note");
@@ -713,7 +761,7 @@ mod tests {
             return;
         };
         let makeflags = std::env::var("MAKEFLAGS").ok();
-        let (slots, source, note) = Slots::from_env(makeflags.as_deref(), None);
+        let (slots, source, note) = parts(Slots::from_env(makeflags.as_deref(), None));
         let peak = peak_concurrency(&slots, 9);
         let report = format!("source={source:?}\npeak={peak}\nnote={note:?}\nMAKEFLAGS={makeflags:?}\n");
         std::fs::write(out, report).unwrap();
