@@ -23,7 +23,7 @@ use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Pass
 use crate::private_dir;
 use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
 use crate::thin_archive;
-use crate::toolchain::{find_real_ld, LookupEnv};
+use crate::toolchain::{self, find_real_ld, LookupEnv};
 
 /// Environment knobs, read once.
 #[derive(Clone, Debug, Default)]
@@ -64,7 +64,17 @@ pub fn main() -> i32 {
 
 fn run(argv: Vec<OsString>) -> Result<i32> {
     let self_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    let real_ld = find_real_ld(&LookupEnv::from_process(), &self_exe)?;
+    let lookup = LookupEnv::from_process();
+    let real_ld = find_real_ld(&lookup, &self_exe)?;
+    // Every child learns which kdthin-ld runs above it: one that is itself
+    // a kdthin-ld (two installed as ld.lld) then skips us, so no chain of
+    // them loops. Still one thread here, so changing the environment is safe.
+    std::env::set_var(toolchain::CHAIN_VAR, lookup.chain_with(&self_exe));
+    if !lookup.chain.is_empty() {
+        // Another kdthin-ld ran us as its real linker: be that linker, not
+        // a second distributor of its thin-link or final link.
+        return exec_real(&real_ld, &argv);
+    }
     let settings = Settings::from_env();
     let reporting = ReportSettings::from_env(settings.silent, settings.verbose);
 

@@ -5,11 +5,22 @@
 //! `/opt/llvm/bin/ld.lld`); `ld.lld` on PATH. We may be installed under the
 //! name `ld.lld` ourselves, so a candidate that is this very executable is
 //! skipped: exec'ing ourselves would loop forever.
+//!
+//! "This very executable" is judged by identity (same file) and by content
+//! (a copy of it), so two copies installed as `ld.lld` in two PATH
+//! directories do not exec each other. Copies that differ (two versions)
+//! are caught by [`CHAIN_VAR`]: every kdthin-ld puts itself in it for its
+//! children, and one that finds itself run by another as its real linker
+//! skips all of them, so no chain of kdthin-ld executables can loop.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+
+/// The kdthin-ld executables above this process, each run by the one before
+/// as its real ld.lld (a PATH list). Set for every child of kdthin-ld.
+pub const CHAIN_VAR: &str = "KDTHIN_LD_CHAIN";
 
 /// The environment variables that decide the lookup (a snapshot, so the
 /// decision is a pure function of it and the file system).
@@ -18,6 +29,8 @@ pub struct LookupEnv {
     pub kdthin_ld: Option<OsString>,
     pub cc: Option<OsString>,
     pub path: Option<OsString>,
+    /// [`CHAIN_VAR`]: kdthin-ld executables never to resolve to.
+    pub chain: Vec<PathBuf>,
 }
 
 impl LookupEnv {
@@ -26,7 +39,14 @@ impl LookupEnv {
             kdthin_ld: std::env::var_os("KDTHIN_LD").filter(|v| !v.is_empty()),
             cc: std::env::var_os("CC").filter(|v| !v.is_empty()),
             path: std::env::var_os("PATH"),
+            chain: std::env::var_os(CHAIN_VAR).map(|c| std::env::split_paths(&c).collect()).unwrap_or_default(),
         }
+    }
+
+    /// The value of [`CHAIN_VAR`] for our children: the chain plus us.
+    pub fn chain_with(&self, self_exe: &Path) -> OsString {
+        let all = self.chain.iter().map(PathBuf::as_path).chain([self_exe]);
+        std::env::join_paths(all).unwrap_or_else(|_| self_exe.as_os_str().to_os_string())
     }
 }
 
@@ -82,14 +102,34 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// A copy of `b`: same size, then same bytes (only copies get that far,
+/// so the real ld.lld costs one stat).
+fn same_content(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) if x.len() == y.len() => {}
+        _ => return false,
+    }
+    matches!((std::fs::read(a), std::fs::read(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Whether `p` is kdthin-ld: ourselves (the file or a copy), or one of the
+/// kdthin-ld executables that ran us as their real linker.
+fn is_kdthin(env: &LookupEnv, p: &Path, self_exe: &Path) -> bool {
+    same_file(p, self_exe) || env.chain.iter().any(|c| same_file(p, c)) || same_content(p, self_exe)
+}
+
+fn usable(env: &LookupEnv, p: &Path, self_exe: &Path) -> bool {
+    is_executable(p) && !is_kdthin(env, p, self_exe)
+}
+
 /// Resolve the real linker. `self_exe` is this program (/proc/self/exe).
 pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
     if let Some(explicit) = &env.kdthin_ld {
         let p = PathBuf::from(explicit);
         let resolved = if p.components().count() > 1 { Some(p.clone()) } else { search_path(env, explicit, self_exe) };
         match resolved {
-            Some(r) if is_executable(&r) && !same_file(&r, self_exe) => return Ok(r),
-            Some(r) if same_file(&r, self_exe) => {
+            Some(r) if usable(env, &r, self_exe) => return Ok(r),
+            Some(r) if is_kdthin(env, &r, self_exe) => {
                 bail!("KDTHIN_LD={} is kdthin-ld itself; point it at the real ld.lld", p.display())
             }
             _ => bail!("KDTHIN_LD={}: not an executable file", p.display()),
@@ -97,7 +137,7 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
     }
     for c in candidates(env) {
         let found = match &c {
-            Candidate::Path(p) => Some(p.clone()).filter(|p| is_executable(p) && !same_file(p, self_exe)),
+            Candidate::Path(p) => Some(p.clone()).filter(|p| usable(env, p, self_exe)),
             Candidate::OnPath(name) => search_path(env, name, self_exe),
         };
         if let Some(f) = found {
@@ -111,13 +151,25 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
             Candidate::OnPath(n) => n.to_string_lossy().into_owned(),
         })
         .collect();
-    bail!("cannot find the real ld.lld (tried {}); set KDTHIN_LD=/path/to/ld.lld", tried.join(", "))
+    let skipped = if env.chain.is_empty() {
+        String::new()
+    } else {
+        // Run as the real linker of another kdthin-ld: say so, or two
+        // kdthin-ld installed as ld.lld look like a missing ld.lld.
+        let all: Vec<String> = env.chain.iter().map(|p| p.display().to_string()).collect();
+        format!(
+            "; {} was run as ld.lld by kdthin-ld {}, and neither is the real one",
+            self_exe.display(),
+            all.join(" -> ")
+        )
+    };
+    bail!("cannot find the real ld.lld (tried {}{skipped}); set KDTHIN_LD=/path/to/ld.lld", tried.join(", "))
 }
 
 /// First executable `name` on PATH that is not ourselves.
 fn search_path(env: &LookupEnv, name: &OsStr, self_exe: &Path) -> Option<PathBuf> {
     let path = env.path.as_deref()?;
-    std::env::split_paths(path).map(|d| d.join(name)).find(|p| is_executable(p) && !same_file(p, self_exe))
+    std::env::split_paths(path).map(|d| d.join(name)).find(|p| usable(env, p, self_exe))
 }
 
 #[cfg(test)]
@@ -162,9 +214,11 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
-        // We are installed as a/ld.lld; the real one is b/ld.lld.
+        // We are installed as a/ld.lld; the real one is b/ld.lld (other
+        // bytes: same bytes would make it a copy of us).
         exe(&a.join("ld.lld"));
         exe(&b.join("ld.lld"));
+        std::fs::write(b.join("ld.lld"), "#!/bin/sh\n# the real one\n").unwrap();
         let path = std::env::join_paths([&a, &b]).unwrap();
         let e = LookupEnv { path: Some(path), ..Default::default() };
         assert_eq!(find_real_ld(&e, &a.join("ld.lld")).unwrap(), b.join("ld.lld"));
@@ -176,6 +230,40 @@ mod tests {
         let e3 = LookupEnv { path: Some(a.clone().into()), ..Default::default() };
         let err = find_real_ld(&e3, &a.join("ld.lld")).unwrap_err().to_string();
         assert!(err.contains("cannot find the real ld.lld") && err.contains("KDTHIN_LD"), "{err}");
+    }
+
+    #[test]
+    fn copies_of_itself_and_the_chain_are_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = ["a", "b", "c", "real"].iter().map(|n| d.path().join(n)).collect();
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        // a/ld.lld is us; b/ld.lld a copy of us; c/ld.lld another
+        // kdthin-ld (another version) that ran us; real/ld.lld the linker.
+        std::fs::write(dirs[0].join("ld.lld"), "#!/bin/sh\n# kdthin-ld v1\n").unwrap();
+        std::fs::copy(dirs[0].join("ld.lld"), dirs[1].join("ld.lld")).unwrap();
+        std::fs::write(dirs[2].join("ld.lld"), "#!/bin/sh\n# kdthin-ld v2, longer\n").unwrap();
+        exe(&dirs[3].join("ld.lld"));
+        for dir in &dirs[..3] {
+            std::fs::set_permissions(dir.join("ld.lld"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let me = dirs[0].join("ld.lld");
+        let path = std::env::join_paths(&dirs).unwrap();
+        // A copy is not the real linker; the different one is, to us alone.
+        let e = LookupEnv { path: Some(path.clone()), ..Default::default() };
+        assert_eq!(find_real_ld(&e, &me).unwrap(), dirs[2].join("ld.lld"));
+        // Run by c/ld.lld as its real linker: c is skipped too.
+        let e = LookupEnv { chain: vec![dirs[2].join("ld.lld")], ..e };
+        assert_eq!(find_real_ld(&e, &me).unwrap(), dirs[3].join("ld.lld"));
+        assert_eq!(e.chain_with(&me), std::env::join_paths([dirs[2].join("ld.lld"), me.clone()]).unwrap());
+        // No real linker at all: a clear error naming the chain.
+        let e = LookupEnv { path: Some(std::env::join_paths(&dirs[..3]).unwrap()), ..e };
+        let err = find_real_ld(&e, &me).unwrap_err().to_string();
+        assert!(err.contains("cannot find the real ld.lld") && err.contains(&*dirs[2].to_string_lossy()), "{err}");
+        // KDTHIN_LD naming a copy of us is "itself" too.
+        let e = LookupEnv { kdthin_ld: Some(dirs[1].join("ld.lld").into()), ..e };
+        assert!(find_real_ld(&e, &me).unwrap_err().to_string().contains("kdthin-ld itself"));
     }
 
     #[test]

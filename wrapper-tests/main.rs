@@ -14,6 +14,7 @@ mod cache;
 mod differential;
 mod dtlto;
 mod fixture;
+mod installed_as_ld_lld;
 mod passthrough;
 mod private_dirs;
 mod remote;

@@ -69,6 +69,9 @@ fn replayed_env(name: &str) -> bool {
     name == "CC"
         || name == "KBUILD_VERBOSE"
         || (name.starts_with("KDTHIN_")
+            // The chain names the kdthin-ld running above this one: a
+            // replay that inherited it would think itself a real linker.
+            && name != crate::toolchain::CHAIN_VAR
             && !matches!(name, ENV | "KDTHIN_TRACE" | "KDTHIN_REPORT" | "KDTHIN_TMPDIR" | "KDTHIN_CACHE_DIR"))
 }
 
@@ -639,7 +642,8 @@ fn recorded_env() -> Vec<(String, OsString)> {
     let mut v: Vec<(String, OsString)> = std::env::vars_os()
         .filter_map(|(k, val)| {
             let k = k.into_string().ok()?;
-            let keep = (k.starts_with("KDTHIN_") && k != ENV) || RECORDED_ENV.contains(&k.as_str());
+            let keep = (k.starts_with("KDTHIN_") && k != ENV && k != crate::toolchain::CHAIN_VAR)
+                || RECORDED_ENV.contains(&k.as_str());
             keep.then_some((k, val))
         })
         .collect();
