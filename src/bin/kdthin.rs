@@ -96,11 +96,18 @@ fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match execute(command, out) {
         Ok(true) => 0,
         Ok(false) => 1,
+        // The reader went away (`kdthin cache stats | head -1`): it has
+        // what it wanted, which is no error of ours (ripgrep does the same).
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             let _ = writeln!(err, "kdthin: error: {e:#}");
             1
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Ok(false): the command ran but found a problem it has already printed.
@@ -243,6 +250,40 @@ mod tests {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run(&args(words), &mut out, &mut err);
         (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    }
+
+    /// A reader that has gone away, like `head -1` after its line.
+    struct ClosedPipe;
+
+    impl Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_a_quiet_exit() {
+        for words in [&["version"][..], &["help"], &["config"]] {
+            let mut err = Vec::new();
+            let code = run(&args(words), &mut ClosedPipe, &mut err);
+            assert_eq!((code, String::from_utf8(err).unwrap()), (0, String::new()), "{words:?}");
+        }
+        // Other write errors still are errors.
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut err = Vec::new();
+        assert_eq!(run(&args(&["version"]), &mut Full, &mut err), 1);
+        assert!(String::from_utf8(err).unwrap().contains("kdthin: error:"));
     }
 
     #[test]
