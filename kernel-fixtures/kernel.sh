@@ -76,7 +76,10 @@ STEP_ORDER=(ref kdthin intree boot)
 BOOT_MODULES=(fs/configfs/configfs lib/crc-ccitt)
 INIT_MARK='KDTHIN-INIT:'
 
-BASE_PACKAGES=(make gcc libc6-dev xz-utils cpio flex bison bc libelf-dev libssl-dev pkg-config qemu-system-x86)
+# What the kernel targets need beyond the toolchains: the `kernel` lines of
+# mk/deps.txt, the list every dependency of the tests is declared in.
+mapfile -t BASE_PACKAGES < <(sed 's/#.*//' "$REPO/mk/deps.txt" | awk '$1 == "kernel" { print $2 }')
+((${#BASE_PACKAGES[@]})) || { echo "kernel.sh: $REPO/mk/deps.txt declares no kernel packages" >&2; exit 1; }
 
 # A parent make (`make kernel-test -s V=1 ...`) must not leak its flags, its
 # jobserver or its command-line variables into the kernel's make: `-s` would
