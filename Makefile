@@ -43,6 +43,7 @@ cargo-test: deps
 
 checks: deps build
 	$(CARGO) fmt --check
+	.ci/check-deps.py
 	.ci/check-man.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-install.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-offline.sh
