@@ -36,12 +36,13 @@ DEPS = os.path.join(ROOT, "mk", "deps.txt")
 # On every Debian 12: the Essential packages (coreutils, util-linux,
 # bsdutils, findutils, diffutils, grep, sed, tar, gzip, dash, bash,
 # debianutils, perl-base, ncurses-bin, dpkg), mawk (priority required) and
-# apt. sudo: only used when not root, by someone allowed to install packages.
+# apt. Not kill: a shell builtin, /bin/kill is procps (not on minimal
+# images). sudo: only used when not root, by someone allowed to install packages.
 ALWAYS = set("""
 sh bash dash cat true false echo printf test [ env sleep timeout nproc mktemp
 rm rmdir mkdir mv cp ln ls chmod chown touch install readlink realpath basename
 dirname head tail wc tee tr cut sort uniq comm paste join od cmp diff sha256sum
-sha1sum md5sum stat date id uname kill nohup setsid flock script stty tty find
+sha1sum md5sum stat date id uname nohup setsid flock script stty tty find
 xargs grep egrep fgrep sed awk mawk tar gzip gunzip zcat perl which tput
 mountpoint du df seq yes expr sync getconf dpkg dpkg-query apt-get apt-cache
 sudo
