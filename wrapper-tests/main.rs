@@ -13,6 +13,7 @@ mod bad_input;
 mod cache;
 mod differential;
 mod dtlto;
+mod faults;
 mod fixture;
 mod installed_as_ld_lld;
 mod passthrough;
