@@ -245,7 +245,8 @@ fn failing_link_with_a_closed_stderr_exits_1_and_cleans_up() {
     assert_eq!(status.code(), Some(1), "{}\n$ {}", describe_status(status), command_line(&cmd));
     assert!(!t.exists("vmlinux.o"));
     assert_no_litter(&t);
-    // What a failed backend keeps on purpose (its index files), nothing else.
+    // What a failed backend keeps on purpose (its index files, and the
+    // marker that tells later links it was kept), nothing else.
     let mut kept = vec![];
     let mut dirs = vec![t.index_tmp()];
     while let Some(d) = dirs.pop() {
@@ -257,5 +258,6 @@ fn failing_link_with_a_closed_stderr_exits_1_and_cleans_up() {
             }
         }
     }
-    assert!(kept.iter().all(|p| p.ends_with(".thinlto.bc") || p.ends_with(".imports")), "left: {kept:?}");
+    let expected = |p: &String| p.ends_with(".thinlto.bc") || p.ends_with(".imports") || p.ends_with("/.kdthin-kept");
+    assert!(kept.iter().all(expected), "left: {kept:?}");
 }
