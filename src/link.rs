@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::args::{CommandLine, OptId};
+use crate::args::{ArgKind, CommandLine, OptId};
 use crate::backends::Backends;
 use crate::cache::{Cache, CacheSettings};
 use crate::exec::{self, shell_quote, Job, JobError};
@@ -226,10 +226,23 @@ fn create_index_dir(dir: &Path, work: &Path) -> Result<private_dir::InUse> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("KDTHIN_TMPDIR={}: cannot create", parent.display()))?;
         }
-        private_dir::remove_stale(parent);
+        private_dir::remove_stale(parent, private_dir::INDEX_PREFIX);
     }
     exec::signals::create_registered(dir, private_dir::create_locked)
         .with_context(|| format!("{}: cannot create index directory", dir.display()))
+}
+
+/// Creates the work directory beside the output, private and locked for
+/// this link, after removing the ones killed links of the same output
+/// left there (make clean would, but a relink should not wait for it).
+fn create_work_dir(work: &Path) -> std::io::Result<private_dir::InUse> {
+    if let (Some(parent), Some(name)) = (work.parent(), work.file_name()) {
+        let name = name.to_string_lossy();
+        let prefix = &name[..name.rfind('.').map_or(name.len(), |i| i + 1)];
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        private_dir::remove_stale(parent, prefix);
+    }
+    private_dir::create_locked(work)
 }
 
 fn is_writable_tmpfs(dir: &Path) -> bool {
@@ -398,14 +411,17 @@ fn distribute(link: &Link) -> Result<i32> {
     // would make a link succeed that ld.lld refuses. Created and
     // registered for cleanup in one step (signals), so a signal either
     // finds it registered or stops its creation.
-    if let Err(e) = exec::signals::create_registered(&dist.work, private_dir::create) {
-        exec::signals::park_if_cancelled();
-        let why = format!("cannot create work directory {}: {e}", dist.work.display());
-        eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
-        rec.finish_in_process(&why);
-        save.finish(&format!("linked in-process: {why}"));
-        return exec_real(real_ld, argv);
-    }
+    let work_in_use = match exec::signals::create_registered(&dist.work, create_work_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            exec::signals::park_if_cancelled();
+            let why = format!("cannot create work directory {}: {e}", dist.work.display());
+            eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+            rec.finish_in_process(&why);
+            save.finish(&format!("linked in-process: {why}"));
+            return exec_real(real_ld, argv);
+        }
+    };
     let in_use = match create_index_dir(&dist.index_dir, &dist.work) {
         Ok(l) => l,
         Err(e) => {
@@ -453,7 +469,7 @@ fn distribute(link: &Link) -> Result<i32> {
     for d in [&dist.work, &dist.index_dir] {
         exec::signals::unregister_cleanup(d);
     }
-    drop(in_use);
+    drop((in_use, work_in_use));
     let r = match result {
         Ok(r) => r,
         Err(e) => {
@@ -524,7 +540,7 @@ impl Outcome {
 }
 
 fn distribute_in(link: &Link) -> Result<Outcome> {
-    let Link { real_ld, cl, dist, settings, rec, save, .. } = *link;
+    let Link { real_ld, cl, dist, settings, rec, save, output, .. } = *link;
     extract_members(dist)?;
 
     // 1. Thin-link: index and imports files only.
@@ -540,6 +556,9 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         all.extend(args);
         eprintln!("kdthin-ld: error: thin-link failed ({st}):\n  {}", shell_quote(&all));
         return Ok(Outcome { code: exit_code(st).max(1), ..Outcome::new(dist) });
+    }
+    if !dist.index_dir.is_dir() {
+        return Err(index_dir_removed(dist));
     }
     let used = used_modules(dist)?;
     rec.update(|r| (r.modules, r.used_modules) = (dist.modules.len(), used.len()));
@@ -641,11 +660,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
             keep.push(dist.modules[*id].index.clone());
         }
         if !dist.index_dir.is_dir() {
-            eprintln!(
-                "kdthin-ld: error: the index directory {} was removed while the link ran; \
-                 nothing was installed or cached from it",
-                dist.index_dir.display()
-            );
+            eprintln!("kdthin-ld: error: {:#}", index_dir_removed(dist));
         }
         return Ok(Outcome { code: 1, compiled: summary.succeeded.len(), keep, ..Outcome::new(dist) });
     }
@@ -662,20 +677,43 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         write_thin_archive(&na.path, &na.members, &own)?;
     }
 
-    // 4. The original command, this link's natives substituted in place.
+    // 4. The original command, this link's natives substituted in place,
+    // writing into the work directory: ld.lld's own temporary output
+    // (`<-o>.tmpXXXXXXX`, renamed at its end) then lives there too, so a
+    // link killed at any point leaves nothing beside the output that the
+    // next link's sweep of dead work directories does not remove.
+    let staged = dist.work.join(output.file_name().unwrap_or(OsStr::new("a.out")));
     let subst: HashMap<usize, &FinalSubst> = dist.final_subst.iter().map(|(i, s)| (*i, s)).collect();
-    let final_args = cl.render_flat(&mut |i, _| {
+    let mut final_args = cl.render_flat(&mut |i, arg| {
+        if matches!(arg.kind, ArgKind::Opt { id: OptId::Output, .. }) {
+            return Some(vec!["-o".into(), staged.clone().into_os_string()]);
+        }
         subst.get(&i).map(|s| match s {
             FinalSubst::Module(n) => vec![own.get(n).unwrap_or(&dist.modules[*n].native).clone().into_os_string()],
             FinalSubst::Archive(a) => vec![dist.new_archives[*a].path.clone().into_os_string()],
         })
     });
+    if !cl.has(OptId::Output) {
+        final_args.extend(["-o".into(), staged.clone().into_os_string()]);
+    }
     save.final_link(&final_args);
     let final_args = maybe_rsp(&dist.work, "final-link.rsp", final_args)?;
     let t = Instant::now();
     let st = run_tool(settings, real_ld, &final_args, link.memo.as_ref().map(|_| &mut stderr))?;
     rec.phase(names::FINAL_LINK, t, Instant::now());
-    let code = exit_code(st);
+    let mut code = exit_code(st);
+    if st.code().is_none() {
+        // ld.lld prints nothing of its own then (SIGBUS writing -o on a
+        // full tmpfs, say): the line that says what failed is ours.
+        eprintln!("kdthin-ld: error: the final link ({}) {}", real_ld.display(), exec::local::describe_status(st));
+    }
+    // Into place as ld.lld would have put it: one rename, same file system.
+    if code == 0 {
+        if let Err(e) = std::fs::rename(&staged, output) {
+            eprintln!("kdthin-ld: error: cannot open output file {}: {e}", output.display());
+            code = 1;
+        }
+    }
 
     // 5. After a good link only: its natives beside their bitcode (for
     // objtool and livepatch tooling), each replaced atomically.
@@ -694,6 +732,15 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         stderr,
         ..Outcome::new(dist)
     })
+}
+
+/// A tmpfs cleaned under a running link (`$XDG_RUNTIME_DIR` goes when its
+/// user's last session ends) takes the index files with it.
+fn index_dir_removed(dist: &DistPlan) -> anyhow::Error {
+    anyhow!(
+        "the index directory {} was removed while the link ran; nothing was installed or cached from it",
+        dist.index_dir.display()
+    )
 }
 
 /// Module `n`'s native in this link's work directory, named after the

@@ -14,11 +14,15 @@
 //! chosen name is an error, never a directory to use.
 //!
 //! A link that dies without cleaning up (SIGKILL, power loss) leaves its
-//! index directory in the shared tmpfs. Each link holds an exclusive flock
-//! on its index directory for its lifetime; a later link removes the
-//! `kdthin.*` directories of its own uid that nobody holds locked, unless
-//! they were kept on purpose (`KDTHIN_SAVE_TEMPS`, a failed backend's
-//! index files): those carry a [`KEPT`] file.
+//! index directory in the shared tmpfs and its work directory beside the
+//! output. Each link holds an exclusive flock on both for its lifetime,
+//! taken before the directory gets its name (it is made under a staging
+//! name, locked, then renamed): so a directory with its final name that
+//! nobody holds locked belongs to a dead link, and the next link removes
+//! it at once, unless it was kept on purpose (`KDTHIN_SAVE_TEMPS`, a
+//! failed backend's index files): those carry a [`KEPT`] file. Staging
+//! directories, and names from older kdthin-ld versions that did not lock,
+//! are only removed once they are a minute old.
 
 use std::fs::File;
 use std::io;
@@ -32,16 +36,22 @@ pub const INDEX_PREFIX: &str = "kdthin.";
 /// Present in a directory that a link kept for the user to look at.
 pub const KEPT: &str = ".kdthin-kept";
 
-/// How old an unlocked index directory must be before another link removes
-/// it. A live link locks its directory right after creating it; this only
-/// covers the moment in between.
+/// How old an unlocked directory that may not be locked yet (a staging
+/// name, an older version's name) must be before another link removes it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Appended to a directory's name until it is locked.
+const STAGING: &str = ".new";
+
+/// The length of [`unique_suffix`]: a name ending in one was locked before
+/// it got that name.
+const SUFFIX_LEN: usize = 12;
 
 /// Twelve characters from [a-z0-9] (62 bits) from the kernel's random
 /// source: the part of a name nobody can predict.
 pub fn unique_suffix() -> String {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 12];
+    let mut bytes = [0u8; SUFFIX_LEN];
     let mut filled = 0;
     while filled < bytes.len() {
         // SAFETY: writes at most the remaining length into our own buffer.
@@ -91,13 +101,37 @@ fn flock(f: &File, blocking: bool) -> io::Result<()> {
 #[derive(Debug)]
 pub struct InUse(#[allow(dead_code)] File);
 
-/// Creates the index directory `dir` like [`create`] and locks it for the
-/// rest of the link.
+/// Creates `dir` like [`create`], locked for as long as the [`InUse`]
+/// lives. It is made and locked under a staging name and only then
+/// renamed (never over anything already there), so no other link ever
+/// sees it unlocked under its own name.
 pub fn create_locked(dir: &Path) -> io::Result<InUse> {
-    create(dir)?;
-    let f = open_dir(dir)?;
-    flock(&f, true)?;
-    Ok(InUse(f))
+    let mut staging = dir.as_os_str().to_os_string();
+    staging.push(STAGING);
+    let staging = std::path::PathBuf::from(staging);
+    create(&staging)?;
+    let locked = open_dir(&staging).and_then(|f| flock(&f, true).map(|()| f)).and_then(|f| {
+        rename_noreplace(&staging, dir)?;
+        Ok(f)
+    });
+    if locked.is_err() {
+        let _ = std::fs::remove_dir(&staging);
+    }
+    locked.map(InUse)
+}
+
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two valid C strings; AT_FDCWD resolves them like open(2).
+    let r =
+        unsafe { libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Says that `dir` was kept on purpose: [`remove_stale`] leaves it alone.
@@ -105,28 +139,40 @@ pub fn mark_kept(dir: &Path) {
     let _ = std::fs::write(dir.join(KEPT), "kept by kdthin-ld for the user; remove when done\n");
 }
 
-/// Removes the `kdthin.*` directories in `parent` that belong to our uid,
-/// are older than a minute, were not kept on purpose and that no link
-/// holds locked: left behind by links that were killed. Returns how many were removed. Best effort: a
-/// directory we cannot judge is left alone.
-pub fn remove_stale(parent: &Path) -> usize {
-    remove_stale_older_than(parent, STALE_AFTER)
+/// Removes the directories in `parent` whose names start with `prefix`,
+/// that belong to our uid, were not kept on purpose and that no link holds
+/// locked: left behind by links that were killed. Those that may not be
+/// locked yet (see [`may_be_unlocked`]) must also be a minute old. Returns
+/// how many were removed. Best effort: a directory we cannot judge is
+/// left alone.
+pub fn remove_stale(parent: &Path, prefix: &str) -> usize {
+    remove_stale_older_than(parent, prefix, STALE_AFTER)
 }
 
-fn remove_stale_older_than(parent: &Path, age: Duration) -> usize {
+/// A staging name, or one from a kdthin-ld that did not lock (pid-named):
+/// a live link's directory can be unlocked under such a name.
+fn may_be_unlocked(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or("");
+    let ours = last.len() == SUFFIX_LEN && last.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    name.ends_with(STAGING) || !ours
+}
+
+fn remove_stale_older_than(parent: &Path, prefix: &str, age: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(parent) else { return 0 };
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let now = SystemTime::now();
     let mut removed = 0;
     for e in entries.flatten() {
-        if !e.file_name().to_string_lossy().starts_with(INDEX_PREFIX) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) {
             continue;
         }
         let path = e.path();
         // Not followed: a symlink is somebody else's business.
         let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
-        let old = md.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|d| d >= age);
+        let old = !may_be_unlocked(&name)
+            || md.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|d| d >= age);
         if !md.is_dir() || md.uid() != uid || !old || path.join(KEPT).exists() {
             continue;
         }
@@ -198,6 +244,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let live = d.path().join("kdthin.live.aaaa");
         let dead = d.path().join("kdthin.dead.bbbb");
+        let dead_new = d.path().join(format!("kdthin.dead.{}", unique_suffix()));
+        let staging = d.path().join(format!("kdthin.stage.{}{STAGING}", unique_suffix()));
         let other = d.path().join("unrelated");
         let held = create_locked(&live).unwrap();
         create(&dead).unwrap();
@@ -206,17 +254,38 @@ mod tests {
         let kept = d.path().join("kdthin.kept.dddd");
         create(&kept).unwrap();
         mark_kept(&kept);
-        // Not old enough yet: might be a link between mkdir and flock.
-        assert_eq!(remove_stale(d.path()), 0);
-        assert!(dead.exists());
-        assert_eq!(remove_stale_older_than(d.path(), Duration::ZERO), 1);
+        create(&dead_new).unwrap();
+        create(&staging).unwrap();
+        // Our own names are locked before they are given: unlocked, one is
+        // dead at once. Staging and pid-named (older versions') ones may
+        // be a live link's, unlocked: not before they are a minute old.
+        assert_eq!(remove_stale(d.path(), INDEX_PREFIX), 1);
+        assert!(!dead_new.exists(), "a dead link's directory is removed at once");
+        assert!(dead.exists() && staging.exists());
+        assert_eq!(remove_stale_older_than(d.path(), INDEX_PREFIX, Duration::ZERO), 2);
         assert!(!dead.exists(), "a dead link's directory is removed");
+        assert!(!staging.exists(), "an old staging directory is removed");
         assert!(live.exists(), "a live link's directory is kept");
         assert!(other.exists(), "only kdthin.* directories are ours to judge");
         assert!(kept.exists(), "kept on purpose (KDTHIN_SAVE_TEMPS, failed backends)");
         drop(held);
-        assert_eq!(remove_stale_older_than(d.path(), Duration::ZERO), 1);
+        assert_eq!(remove_stale_older_than(d.path(), INDEX_PREFIX, Duration::ZERO), 1);
         assert!(!live.exists(), "released: stale now");
+    }
+
+    #[test]
+    fn locked_before_it_has_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join(format!("kdthin.x.{}", unique_suffix()));
+        let held = create_locked(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert!(std::fs::read_dir(d.path()).unwrap().count() == 1, "the staging name is gone");
+        // Locked under its final name: another link cannot lock it.
+        assert!(flock(&open_dir(&dir).unwrap(), false).is_err());
+        assert_eq!(remove_stale_older_than(d.path(), INDEX_PREFIX, Duration::ZERO), 0);
+        // Never renamed over something already there.
+        assert_eq!(create_locked(&dir).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        drop(held);
     }
 
     #[test]
@@ -226,7 +295,7 @@ mod tests {
         std::fs::create_dir(&victim).unwrap();
         std::fs::write(victim.join("keep"), "x").unwrap();
         std::os::unix::fs::symlink(&victim, d.path().join("kdthin.trap.cccc")).unwrap();
-        assert_eq!(remove_stale_older_than(d.path(), Duration::ZERO), 0);
+        assert_eq!(remove_stale_older_than(d.path(), INDEX_PREFIX, Duration::ZERO), 0);
         assert!(victim.join("keep").exists());
     }
 }
