@@ -1,7 +1,8 @@
 # kdthin-ld: the two commands of the README, and their parts.
 #
 #   make demo           set up, build kdthin-ld, link a real 6.12 ThinLTO kernel
-#                       with it, boot it in qemu
+#                       with it, boot it in qemu (KERNEL_ARCH=arm64: cross-built
+#                       for arm64, booted on qemu's virt machine)
 #   make test           set up, then everything CI runs: unit and black-box
 #                       tests (real clang/lld), man page, install, offline
 #                       build, real kernels (kernel-test)
@@ -21,7 +22,10 @@
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
 KDTHIN_BIN ?= $(abspath $(CARGO_TARGET_DIR))/release/kdthin-ld
-KERNEL_SH := KDTHIN_BIN=$(KDTHIN_BIN) CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) kernel-fixtures/kernel.sh
+# The architecture of `make demo` (x86_64, arm64; default x86_64); set for
+# kernel-test or kernel-matrix, it runs only that architecture's kernels.
+KERNEL_ARCH ?=
+KERNEL_SH := KDTHIN_BIN=$(KDTHIN_BIN) CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) KDTHIN_KERNEL_ARCH=$(KERNEL_ARCH) kernel-fixtures/kernel.sh
 
 # What the tests need (packages, and the commands they provide) is declared
 # in mk/deps.txt, the one list: `make deps` (mk/deps.sh) installs its `test`

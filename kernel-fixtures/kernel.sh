@@ -2,16 +2,24 @@
 # kernel-fixtures/kernel.sh: build real Linux kernels with kdthin-ld and check
 # them against ld.lld's own in-process ThinLTO.
 #
-#   kernel.sh test      what `make kernel-test` (CI) runs: 6.12:22:ref,kdthin,boot
-#                       and 6.1:14:ref,intree (TEST_SPECS below)
+#   kernel.sh test      what `make kernel-test` (CI) runs: TEST_SPECS below
+#                       (x86_64 6.12:22 and 6.1:14, arm64 6.12:22)
 #   kernel.sh matrix    every combination (MATRIX_SPECS below: 6.12 with LLVM 22
-#                       and 19, 6.1 with LLVM 14); writes docs/KERNEL-MATRIX.md
+#                       and 19, 6.1 with LLVM 14, on x86_64 and arm64); writes
+#                       docs/KERNEL-MATRIX.md
 #   kernel.sh demo      one 6.12 build with kdthin-ld, output live, then a boot
-#   kernel.sh run SPEC...   SPEC is KERNEL:LLVM:STEPS, e.g. 6.12:22:ref,kdthin,boot
+#   kernel.sh run SPEC...   SPEC is ARCH:KERNEL:LLVM:STEPS, e.g.
+#                       arm64:6.12:22:ref,kdthin,boot; without ARCH (KERNEL:LLVM:STEPS)
+#                       it is x86_64
 #   kernel.sh deps      install what the harness needs (apt) and stop
 #
-# Kernels are Debian's linux-source-X packages, configured as x86_64
-# tinyconfig + configs/lto-boot.config, built from scratch with make -j$(nproc).
+# Architectures (ARCH of a SPEC): x86_64, arm64. Every kernel is cross-built
+# from this machine with `make ARCH=<arch> LLVM=-<N>` (clang and lld target
+# every architecture; no GNU cross binutils) and booted in qemu's TCG: x86_64
+# on the pc machine, arm64 on `virt` (cortex-a57, PL011 console ttyAMA0).
+# Kernels are Debian's linux-source-X packages, configured as the architecture's
+# tinyconfig + configs/lto-boot.config (+ configs/<arch>.config when there is
+# one), built from scratch with make -j$(nproc).
 #
 # Steps of a SPEC (run in this order, whatever order they are given in):
 #   ref     out-of-tree (O=) build with the real ld.lld: the reference
@@ -19,10 +27,11 @@
 #   intree  in-tree build with LD=kdthin-ld, in a private copy of the source
 #           tree (an in-tree build would make the shared tree unusable for O=)
 #   boot    boot every kernel of this SPEC in qemu (TCG) with an initramfs
-#           holding initramfs/init.c (static) and the modules; passes when
+#           holding initramfs/init.c (built for the architecture with clang,
+#           no libc) and the modules; passes when
 #           init's marker and a successful finit_module of each module show
 #           on the serial console within the time limit
-# Each kdthin-ld build is checked: every .config option of the fragment set;
+# Each kdthin-ld build is checked: every .config option of the fragments set;
 # .config identical to the reference's; vmlinux.o and each multi-object module
 # went through kdthin-ld's distributed path (its `LTO` lines), single-object
 # modules too (their `ld -r` runs inside the compile recipe, before kbuild
@@ -36,6 +45,8 @@
 # Beyond that, the table reports any other difference from ld.lld's output
 # (symbol binding/visibility and sizes, vmlinux.o's section count, the final
 # vmlinux's global symbols); with KDTHIN_KERNEL_STRICT=1 those fail too.
+# Nothing assumes objtool (x86 only): its warnings are compared with the
+# reference's like modpost's, and an arm64 build simply has none.
 #
 # Environment:
 #   KDTHIN_BIN               kdthin-ld to test (default: target/release/kdthin-ld)
@@ -50,6 +61,9 @@
 #   KDTHIN_KERNEL_V          kbuild V= (default 0; 1 also logs kdthin-ld's commands)
 #   KDTHIN_KERNEL_STRICT     1: any difference from ld.lld's output fails (see above)
 #   KDTHIN_BOOT_TIMEOUT      seconds per boot (default 240)
+#   KDTHIN_KERNEL_ARCH       the architecture of `demo` (default x86_64); for test
+#                            and matrix, run only the SPECs of this architecture
+#                            (a matrix run so narrowed does not rewrite the doc)
 #   KDTHIN_NO_APT            1: never run apt-get, fail if something is missing
 
 set -Eeuo pipefail
@@ -67,16 +81,20 @@ BOOT_TIMEOUT=${KDTHIN_BOOT_TIMEOUT:-240}
 REUSE_REF=${KDTHIN_KERNEL_REUSE_REF:-1}
 MATRIX_DOC=$REPO/docs/KERNEL-MATRIX.md
 
-# CI: both .cmd formats (6.12 `savedcmd_`, 6.1 `cmd_`), an in-tree build and
-# one boot of each linker's kernel; four tinyconfig builds (~15 min on 2 CPUs).
-TEST_SPECS=("6.12:22:ref,kdthin,boot" "6.1:14:ref,intree")
-MATRIX_SPECS=("6.12:22:ref,kdthin,boot" "6.12:19:ref,kdthin,boot" "6.1:14:ref,kdthin,intree,boot")
+# CI: both .cmd formats (6.12 `savedcmd_`, 6.1 `cmd_`), an in-tree build,
+# one boot of each linker's kernel, and a cross-built arm64 kernel; six
+# tinyconfig builds (references are reused between runs, see ref_key).
+TEST_SPECS=("x86_64:6.12:22:ref,kdthin,boot" "x86_64:6.1:14:ref,intree" "arm64:6.12:22:ref,kdthin,boot")
+MATRIX_SPECS=("x86_64:6.12:22:ref,kdthin,boot" "x86_64:6.12:19:ref,kdthin,boot" "x86_64:6.1:14:ref,kdthin,intree,boot"
+	"arm64:6.12:22:ref,kdthin,boot" "arm64:6.1:14:ref,kdthin,boot")
+ARCHES=(x86_64 arm64)
 STEP_ORDER=(ref kdthin intree boot)
 # Modules the fragment builds and init loads; path without .ko, in the object tree.
 BOOT_MODULES=(fs/configfs/configfs lib/crc-ccitt)
 INIT_MARK='KDTHIN-INIT:'
 
-# What the kernel targets need beyond the toolchains: the `kernel` lines of
+# What the kernel targets need beyond the toolchains and each
+# architecture's qemu (QEMU_PKG, the `boot` lines): the `kernel` lines of
 # mk/deps.txt, the list every dependency of the tests is declared in.
 mapfile -t BASE_PACKAGES < <(sed 's/#.*//' "$REPO/mk/deps.txt" | awk '$1 == "kernel" { print $2 }')
 ((${#BASE_PACKAGES[@]})) || { echo "kernel.sh: $REPO/mk/deps.txt declares no kernel packages" >&2; exit 1; }
@@ -91,7 +109,7 @@ unset KBUILD_OUTPUT KCONFIG_CONFIG ARCH SRCARCH CROSS_COMPILE LLVM CC LD HOSTCC 
 # Messages, failure context, results
 
 # What is running now; printed when something fails.
-CUR_KVER=- CUR_LLVM=- CUR_NAME=- CUR_STEP=setup CUR_TREE=- CUR_LOGS=-
+CUR_ARCH=- CUR_KVER=- CUR_LLVM=- CUR_NAME=- CUR_STEP=setup CUR_TREE=- CUR_LOGS=-
 RESULTS=$WORK/results
 
 say() { printf '%s\n' "kernel.sh: $*"; }
@@ -106,7 +124,7 @@ record() {
 report_failure() {
 	{
 		echo
-		echo "kernel.sh: FAILED: kernel $CUR_KVER, clang-$CUR_LLVM, build $CUR_NAME, step $CUR_STEP"
+		echo "kernel.sh: FAILED: $CUR_ARCH kernel $CUR_KVER, clang-$CUR_LLVM, build $CUR_NAME, step $CUR_STEP"
 		echo "  $*"
 		echo "  build tree kept: $CUR_TREE"
 		echo "  logs: $CUR_LOGS"
@@ -202,16 +220,64 @@ source_tree() {
 }
 
 # ---------------------------------------------------------------------------
+# Architectures
+
+# Set by arch_setup: kbuild's ARCH=, the image qemu boots (in the object
+# tree), clang's target for init, qemu (binary, its Debian package, machine
+# options, console) and the extra config fragment, if any.
+K_ARCH='' IMAGE='' CLANG_TARGET='' QEMU='' QEMU_PKG='' CONSOLE='' QEMU_MACHINE=() FRAGMENTS=()
+
+arch_setup() {
+	CUR_ARCH=$1
+	FRAGMENTS=("$FRAGMENT")
+	QEMU_MACHINE=()
+	case $1 in
+	x86_64)
+		K_ARCH=x86_64 IMAGE=arch/x86/boot/bzImage CLANG_TARGET=x86_64-linux-gnu
+		QEMU=qemu-system-x86_64 QEMU_PKG=qemu-system-x86 CONSOLE=ttyS0
+		;;
+	arm64)
+		K_ARCH=arm64 IMAGE=arch/arm64/boot/Image CLANG_TARGET=aarch64-linux-gnu
+		QEMU=qemu-system-aarch64 QEMU_PKG=qemu-system-arm CONSOLE=ttyAMA0
+		QEMU_MACHINE=(-M virt -cpu cortex-a57)
+		FRAGMENTS+=("$HERE/configs/arm64.config")
+		;;
+	*) fail "unknown architecture '$1' (known: ${ARCHES[*]})" ;;
+	esac
+}
+
+# parse_spec SPEC: SP_ARCH SP_KVER SP_LLVM SP_STEPS. ARCH:KERNEL:LLVM:STEPS, or
+# KERNEL:LLVM:STEPS for x86_64 (the form from before there were others).
+SP_ARCH='' SP_KVER='' SP_LLVM='' SP_STEPS=''
+parse_spec() {
+	local a b c d
+	IFS=: read -r a b c d <<<"$1"
+	if [[ -z $d ]]; then
+		SP_ARCH=x86_64 SP_KVER=$a SP_LLVM=$b SP_STEPS=$c
+	else
+		SP_ARCH=$a SP_KVER=$b SP_LLVM=$c SP_STEPS=$d
+	fi
+	[[ -n $SP_ARCH && -n $SP_KVER && -n $SP_LLVM && -n $SP_STEPS ]] ||
+		fail "bad SPEC '$1' (want ARCH:KERNEL:LLVM:STEPS, e.g. arm64:6.12:22:ref,kdthin,boot)"
+	[[ " ${ARCHES[*]} " == *" $SP_ARCH "* ]] || fail "unknown architecture '$SP_ARCH' in '$1' (known: ${ARCHES[*]})"
+}
+
+# The name of a build (its tree, logs and results): the architecture first,
+# so that two architectures' builds of one kernel never share a tree.
+build_name() { printf '%s-%s-llvm%s-%s' "$1" "$2" "$3" "$4"; }
+
+# ---------------------------------------------------------------------------
 # Building
 
 # Set by setup_build for the build named $CUR_NAME.
 SRC='' OBJ='' LOGS='' KIND='' LLVM_N='' CACHE='' KMAKE=()
 
-# setup_build KVER LLVM KIND: names, trees and the kernel make command line.
+# setup_build ARCH KVER LLVM KIND: names, trees and the kernel make command line.
 setup_build() {
-	local kver=$1 llvm=$2 kind=$3
+	local arch=$1 kver=$2 llvm=$3 kind=$4
+	arch_setup "$arch"
 	KIND=$kind LLVM_N=$llvm
-	CUR_KVER=$kver CUR_LLVM=$llvm CUR_NAME=$kver-llvm$llvm-$kind
+	CUR_KVER=$kver CUR_LLVM=$llvm CUR_NAME=$(build_name "$arch" "$kver" "$llvm" "$kind")
 	SRC=$(source_tree "$kver")
 	OBJ=$WORK/build/$CUR_NAME
 	LOGS=$WORK/logs/$CUR_NAME
@@ -220,7 +286,7 @@ setup_build() {
 	# (see build), so every backend really runs and runs do not depend on
 	# what ~/.cache/kdthin holds.
 	CACHE=$WORK/cache/$CUR_NAME
-	KMAKE=(env "KDTHIN_CACHE_DIR=$CACHE" make -j"$JOBS" ARCH=x86_64 "LLVM=-$llvm" "V=$KV")
+	KMAKE=(env "KDTHIN_CACHE_DIR=$CACHE" make -j"$JOBS" "ARCH=$K_ARCH" "LLVM=-$llvm" "V=$KV")
 	case $kind in
 	ref) KMAKE+=(-C "$SRC" "O=$OBJ") ;;
 	kdthin) KMAKE+=(-C "$SRC" "O=$OBJ" "LD=$KDTHIN") ;;
@@ -232,8 +298,9 @@ setup_build() {
 # What a reference build depends on; equal keys let a later run reuse it.
 ref_key() {
 	{
-		echo "reference format 1" # bump when configure/build change meaning
-		sha256sum <"$FRAGMENT"
+		echo "reference format 2" # bump when configure/build change meaning
+		echo "ARCH=$K_ARCH"
+		cat "${FRAGMENTS[@]}" | sha256sum
 		stat -L -c '%n %s %Y' "$SRC/Makefile" "$SRC/scripts/Makefile.build"
 		"clang-$LLVM_N" --version | head -n 1
 		"ld.lld-$LLVM_N" --version
@@ -256,7 +323,7 @@ fresh_tree() {
 
 # Every line of the fragment must hold in .config.
 verify_fragment() {
-	local config=$1 line sym bad=()
+	local config=$1 fragment=$2 line sym bad=()
 	while IFS= read -r line; do
 		if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
 			grep -qxF -- "$line" "$config" || bad+=("$line (got: $(grep -E "^(# )?${BASH_REMATCH[1]}[= ]" "$config" || echo unset))")
@@ -264,16 +331,17 @@ verify_fragment() {
 			sym=${BASH_REMATCH[1]}
 			! grep -q "^$sym=" "$config" || bad+=("$line (got: $(grep "^$sym=" "$config"))")
 		fi
-	done <"$FRAGMENT"
-	((${#bad[@]} == 0)) || fail "options of $FRAGMENT not in effect after olddefconfig: ${bad[*]}"
+	done <"$fragment"
+	((${#bad[@]} == 0)) || fail "options of $fragment not in effect after olddefconfig: ${bad[*]}"
 }
 
 configure() {
 	step configure
 	logged "$LOGS/config.log" "${KMAKE[@]}" tinyconfig
-	logged "$LOGS/config.log" "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "$FRAGMENT"
+	logged "$LOGS/config.log" "$SRC/scripts/kconfig/merge_config.sh" -m -O "$OBJ" "$OBJ/.config" "${FRAGMENTS[@]}"
 	logged "$LOGS/config.log" "${KMAKE[@]}" olddefconfig
-	verify_fragment "$OBJ/.config"
+	local f
+	for f in "${FRAGMENTS[@]}"; do verify_fragment "$OBJ/.config" "$f"; done
 }
 
 compile_kernel() {
@@ -282,10 +350,10 @@ compile_kernel() {
 	t0=$(now)
 	logged "$LOGS/build.log" "${KMAKE[@]}" all
 	record time "$(elapsed "$t0")"
-	[[ -f $OBJ/arch/x86/boot/bzImage ]] || fail "no arch/x86/boot/bzImage"
+	[[ -f $OBJ/$IMAGE ]] || fail "no $IMAGE"
 }
 
-# build KVER LLVM KIND: configure and build from scratch (a reference build
+# build ARCH KVER LLVM KIND: configure and build from scratch (a reference build
 # may be reused, see ref_key), then the checks every build gets.
 build() {
 	setup_build "$@"
@@ -488,9 +556,10 @@ check_warnings() {
 	record warnings "$(grep -c . "$LOGS/warnings" || true)"
 }
 
-# check_against_ref KVER LLVM KIND: after a kdthin-ld build.
+# check_kdthin_build ARCH KVER LLVM KIND: after a kdthin-ld build.
 check_kdthin_build() {
-	local ref=$WORK/build/$1-llvm$2-ref
+	local ref
+	ref=$WORK/build/$(build_name "$1" "$2" "$3" ref)
 	setup_build "$@"
 	check_lto_lines
 	if [[ -f $ref/.kdthin-harness-ok ]]; then
@@ -506,12 +575,16 @@ check_kdthin_build() {
 # ---------------------------------------------------------------------------
 # Booting
 
+# /init for the architecture of the current build, with the build's clang
+# and lld: freestanding, no libc (none is installed for the other
+# architectures; init.c makes its system calls itself).
 INIT_BIN=
 build_init() {
-	[[ -z $INIT_BIN ]] || return 0
-	INIT_BIN=$WORK/initramfs/init
+	INIT_BIN=$WORK/initramfs/init-$CUR_ARCH
 	mkdir -p "$WORK/initramfs"
-	cc -static -Os -Wall -Werror -o "$INIT_BIN.tmp" "$INIT_C" || fail "cannot build $INIT_C with cc -static"
+	"clang-$LLVM_N" --target="$CLANG_TARGET" -nostdlib -static -ffreestanding -fno-pic -fno-stack-protector \
+		-Os -Wall -Werror "--ld-path=/usr/bin/ld.lld-$LLVM_N" -o "$INIT_BIN.tmp" "$INIT_C" ||
+		fail "cannot build $INIT_C for $CLANG_TARGET with clang-$LLVM_N"
 	mv "$INIT_BIN.tmp" "$INIT_BIN"
 }
 
@@ -534,13 +607,13 @@ make_initramfs() {
 run_qemu() {
 	local serial=$1 initrd=$2 pid deadline st=0
 	: >"$serial"
-	timeout -k 5 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 256M -smp 1 \
+	timeout -k 5 "$BOOT_TIMEOUT" "$QEMU" "${QEMU_MACHINE[@]}" -accel tcg -m 256M -smp 1 \
 		-nographic -no-reboot -monitor none -serial stdio \
-		-kernel "$OBJ/arch/x86/boot/bzImage" -initrd "$initrd" \
-		-append "console=ttyS0 panic=-1 oops=panic" </dev/null >"$serial" 2>&1 &
+		-kernel "$OBJ/$IMAGE" -initrd "$initrd" \
+		-append "console=$CONSOLE panic=-1 oops=panic" </dev/null >"$serial" 2>&1 &
 	pid=$!
 	deadline=$((SECONDS + BOOT_TIMEOUT + 10))
-	# Without ACPI, power-off halts the CPU and qemu keeps running: stop it
+	# Without ACPI (x86_64), power-off halts the CPU and qemu keeps running: stop it
 	# once the kernel says it is done.
 	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
 		# kernel/reboot.c's last words: "reboot: Power down", "reboot: Power
@@ -567,7 +640,7 @@ boot_kernel() {
 	setup_build "$@"
 	local serial=$LOGS/serial.log t0 release m
 	step boot
-	[[ -f $OBJ/arch/x86/boot/bzImage ]] || fail "no kernel to boot"
+	[[ -f $OBJ/$IMAGE ]] || fail "no kernel to boot ($IMAGE)"
 	build_init
 	make_initramfs "$LOGS/initramfs.cpio"
 	t0=$(now)
@@ -591,26 +664,31 @@ boot_kernel() {
 has_step() { [[ ,$1, == *,$2,* ]]; }
 
 run_spec() {
-	local kver llvm steps s kind
-	IFS=: read -r kver llvm steps <<<"$1"
-	[[ -n $kver && -n $llvm && -n $steps ]] || fail "bad SPEC '$1' (want KERNEL:LLVM:STEPS)"
+	local arch kver llvm steps s kind
+	parse_spec "$1"
+	arch=$SP_ARCH kver=$SP_KVER llvm=$SP_LLVM steps=$SP_STEPS
 	for s in ${steps//,/ }; do
 		[[ " ${STEP_ORDER[*]} " == *" $s "* ]] || fail "unknown step '$s' in '$1' (steps: ${STEP_ORDER[*]})"
 	done
+	arch_setup "$arch"
 	CUR_KVER=$kver CUR_LLVM=$llvm
-	ensure_toolchain "$llvm"
+	if has_step "$steps" boot; then
+		ensure_toolchain "$llvm" "$QEMU_PKG"
+	else
+		ensure_toolchain "$llvm"
+	fi
 	if has_step "$steps" ref; then
-		build "$kver" "$llvm" ref
+		build "$arch" "$kver" "$llvm" ref
 	fi
 	for kind in kdthin intree; do
 		if has_step "$steps" "$kind"; then
-			build "$kver" "$llvm" "$kind"
-			check_kdthin_build "$kver" "$llvm" "$kind"
+			build "$arch" "$kver" "$llvm" "$kind"
+			check_kdthin_build "$arch" "$kver" "$llvm" "$kind"
 		fi
 	done
 	for kind in ref kdthin intree; do
 		if has_step "$steps" boot && has_step "$steps" "$kind"; then
-			boot_kernel "$kver" "$llvm" "$kind"
+			boot_kernel "$arch" "$kver" "$llvm" "$kind"
 		fi
 	done
 }
@@ -619,18 +697,18 @@ field() { cat "$RESULTS/$1.$2" 2>/dev/null || echo -; }
 
 # Markdown table of the builds of the given specs.
 table() {
-	local spec kver llvm steps kind name
-	echo "| kernel | LLVM | build | time | vmlinux.o via kdthin-ld | multi-object modules | single-object modules | symbols | other differences from ld.lld | ikconfig | boot | result |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	local spec kind name label
+	echo "| arch | kernel | LLVM | build | time | vmlinux.o via kdthin-ld | multi-object modules | single-object modules | symbols | other differences from ld.lld | ikconfig | boot | result |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for spec in "$@"; do
-		IFS=: read -r kver llvm steps <<<"$spec"
+		parse_spec "$spec"
 		for kind in ref kdthin intree; do
-			has_step "$steps" "$kind" || continue
-			name=$kver-llvm$llvm-$kind
+			has_step "$SP_STEPS" "$kind" || continue
+			name=$(build_name "$SP_ARCH" "$SP_KVER" "$SP_LLVM" "$kind")
 			case $kind in
 			ref) label="ld.lld, O=" ;; kdthin) label="kdthin-ld, O=" ;; intree) label="kdthin-ld, in-tree" ;;
 			esac
-			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$kver" "$llvm" "$label" \
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$SP_ARCH" "$SP_KVER" "$SP_LLVM" "$label" \
 				"$(field "$name" time)" "$(field "$name" vmlinux)" "$(field "$name" multi)" \
 				"$(field "$name" single)" "$(field "$name" symbols)" "$(field "$name" exact)" "$(field "$name" ikconfig)" \
 				"$(field "$name" boot)" "$(field "$name" result)"
@@ -641,21 +719,40 @@ table() {
 # Wipe the result fields of the builds a run is about to make (kept for
 # reused reference builds until build() decides).
 reset_results() {
-	local spec kver llvm steps kind
+	local spec kind
 	for spec in "$@"; do
-		IFS=: read -r kver llvm steps <<<"$spec"
-		for kind in kdthin intree; do rm -f "$RESULTS/$kver-llvm$llvm-$kind".*; done
+		parse_spec "$spec"
+		for kind in kdthin intree; do rm -f "$RESULTS/$(build_name "$SP_ARCH" "$SP_KVER" "$SP_LLVM" "$kind")".*; done
 	done
 }
 
+# The SPECs of the architecture KDTHIN_KERNEL_ARCH names (all when unset),
+# one per line.
+select_specs() {
+	local spec
+	for spec in "$@"; do
+		parse_spec "$spec"
+		[[ -z ${KDTHIN_KERNEL_ARCH:-} || $SP_ARCH == "$KDTHIN_KERNEL_ARCH" ]] && printf '%s\n' "$spec"
+	done
+	return 0
+}
+
 machine_info() {
-	local v
+	local v spec arches=() llvms=() kvers=()
+	for spec in "$@"; do
+		parse_spec "$spec"
+		arches+=("$SP_ARCH") llvms+=("$SP_LLVM") kvers+=("$SP_KVER")
+	done
 	echo "- machine: $(uname -srm), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
-	echo "- OS: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release); $(make --version | head -n 1); $(qemu-system-x86_64 --version | head -n 1)"
-	for v in $(printf '%s\n' "$@" | cut -d: -f2 | sort -un); do
+	echo "- OS: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release); $(make --version | head -n 1)"
+	for v in $(printf '%s\n' "${arches[@]}" | sort -u); do
+		arch_setup "$v"
+		echo "- $v: \`ARCH=$K_ARCH\`, booted with $({ "$QEMU" --version 2>/dev/null || echo "$QEMU (not installed)"; } | head -n 1) (\`$QEMU ${QEMU_MACHINE[*]}\`, console $CONSOLE)"
+	done
+	for v in $(printf '%s\n' "${llvms[@]}" | sort -un); do
 		echo "- LLVM $v: $("clang-$v" --version | head -n 1); $("ld.lld-$v" --version)"
 	done
-	for v in $(printf '%s\n' "$@" | cut -d: -f1 | sort -u); do
+	for v in $(printf '%s\n' "${kvers[@]}" | sort -u); do
 		echo "- Linux $v: $(make -s -C "$(source_tree "$v")" kernelversion 2>/dev/null) (Debian linux-source-$v $(dpkg-query -W -f='${Version}' "linux-source-$v" 2>/dev/null || echo '?'))"
 	done
 	echo "- kdthin-ld: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($(sha256sum "$KDTHIN" | cut -c1-12))"
@@ -667,7 +764,9 @@ write_matrix_doc() {
 		echo
 		echo "Written by \`make kernel-matrix\` (kernel-fixtures/kernel.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'). Do not edit by hand."
 		echo
-		echo "Each kernel: x86_64 \`tinyconfig\` + kernel-fixtures/configs/lto-boot.config"
+		echo "Each kernel: its architecture's \`tinyconfig\` + kernel-fixtures/configs/lto-boot.config"
+		echo "(+ configs/<arch>.config where there is one), cross-built on x86_64 with"
+		echo "\`make ARCH=<arch> LLVM=-<N>\`"
 		echo "(ThinLTO, serial console, initrd, modules with MODVERSIONS, IKCONFIG; configfs=m"
 		echo "from 6 objects, crc-ccitt=m from one), built with \`make -j$JOBS\`. \"symbols\": defined"
 		echo "global symbols (name, type) of vmlinux.o, vmlinux and every .ko equal those of the"
@@ -725,9 +824,10 @@ preflight() {
 # demo: a kdthin-ld build with its output on the terminal, then a boot
 # with the serial console shown.
 demo() {
-	local kver=6.12 llvm=22
-	ensure_toolchain "$llvm"
-	setup_build "$kver" "$llvm" kdthin
+	local arch=${KDTHIN_KERNEL_ARCH:-x86_64} kver=6.12 llvm=22
+	arch_setup "$arch"
+	ensure_toolchain "$llvm" "$QEMU_PKG"
+	setup_build "$arch" "$kver" "$llvm" kdthin
 	mkdir -p "$LOGS"
 	fresh_tree
 	configure
@@ -737,24 +837,32 @@ demo() {
 		fail "kernel build failed; see $LOGS/build.log"
 	fi
 	check_lto_lines
-	boot_kernel "$kver" "$llvm" kdthin
+	boot_kernel "$arch" "$kver" "$llvm" kdthin
 	tr -d '\r' <"$LOGS/serial.log" | tail -n 20
 }
 
 usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
 
 main() {
-	local cmd=${1:-}
+	local cmd=${1:-} specs=()
 	[[ $# -eq 0 ]] || shift
+	[[ -z ${KDTHIN_KERNEL_ARCH:-} || " ${ARCHES[*]} " == *" $KDTHIN_KERNEL_ARCH "* ]] ||
+		fail "KDTHIN_KERNEL_ARCH=$KDTHIN_KERNEL_ARCH: unknown architecture (known: ${ARCHES[*]})"
 	case $cmd in
 	test)
 		preflight
-		run_specs "${TEST_SPECS[@]}"
+		mapfile -t specs < <(select_specs "${TEST_SPECS[@]}")
+		run_specs "${specs[@]}"
 		;;
 	matrix)
 		preflight
-		run_specs "${MATRIX_SPECS[@]}"
-		write_matrix_doc "${MATRIX_SPECS[@]}"
+		mapfile -t specs < <(select_specs "${MATRIX_SPECS[@]}")
+		run_specs "${specs[@]}"
+		if [[ -z ${KDTHIN_KERNEL_ARCH:-} ]]; then
+			write_matrix_doc "${specs[@]}"
+		else
+			say "not rewriting $MATRIX_DOC: KDTHIN_KERNEL_ARCH=$KDTHIN_KERNEL_ARCH ran only part of the matrix (table in $RESULTS/table.md)"
+		fi
 		;;
 	run)
 		(($#)) || { usage >&2; exit 2; }
@@ -767,10 +875,11 @@ main() {
 		;;
 	deps)
 		preflight
-		local spec kver llvm steps
+		local spec
 		for spec in "${MATRIX_SPECS[@]}"; do
-			IFS=: read -r kver llvm steps <<<"$spec"
-			ensure_toolchain "$llvm" "linux-source-$kver"
+			parse_spec "$spec"
+			arch_setup "$SP_ARCH"
+			ensure_toolchain "$SP_LLVM" "linux-source-$SP_KVER" "$QEMU_PKG"
 		done
 		;;
 	-h | --help | help) usage ;;
