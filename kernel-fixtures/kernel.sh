@@ -5,18 +5,19 @@
 #   kernel.sh test      what `make kernel-test` (CI) runs: TEST_SPECS below
 #                       (x86_64 6.12:22 and 6.1:14, arm64 6.12:22)
 #   kernel.sh matrix    every combination (MATRIX_SPECS below: 6.12 with LLVM 22
-#                       and 19, 6.1 with LLVM 14, on x86_64 and arm64); writes
-#                       docs/KERNEL-MATRIX.md
+#                       and 19, 6.1 with LLVM 14, on x86_64 and arm64; 6.12
+#                       with LLVM 22 on riscv64); writes docs/KERNEL-MATRIX.md
 #   kernel.sh demo      one 6.12 build with kdthin-ld, output live, then a boot
 #   kernel.sh run SPEC...   SPEC is ARCH:KERNEL:LLVM:STEPS, e.g.
 #                       arm64:6.12:22:ref,kdthin,boot; without ARCH (KERNEL:LLVM:STEPS)
 #                       it is x86_64
 #   kernel.sh deps      install what the harness needs (apt) and stop
 #
-# Architectures (ARCH of a SPEC): x86_64, arm64. Every kernel is cross-built
-# from this machine with `make ARCH=<arch> LLVM=-<N>` (clang and lld target
-# every architecture; no GNU cross binutils) and booted in qemu's TCG: x86_64
-# on the pc machine, arm64 on `virt` (cortex-a57, PL011 console ttyAMA0).
+# Architectures (ARCH of a SPEC): x86_64, arm64, riscv64. Every kernel is
+# cross-built from this machine with `make ARCH=<arch> LLVM=-<N>` (clang and
+# lld target every architecture; no GNU cross binutils) and booted in qemu's
+# TCG: x86_64 on the pc machine, arm64 on `virt` (cortex-a57, PL011 console
+# ttyAMA0), riscv64 on `virt` (Debian's OpenSBI, 8250 console ttyS0).
 # Kernels are Debian's linux-source-X packages, configured as the architecture's
 # tinyconfig + configs/lto-boot.config (+ configs/<arch>.config when there is
 # one), built from scratch with make -j$(nproc).
@@ -86,8 +87,8 @@ MATRIX_DOC=$REPO/docs/KERNEL-MATRIX.md
 # tinyconfig builds (references are reused between runs, see ref_key).
 TEST_SPECS=("x86_64:6.12:22:ref,kdthin,boot" "x86_64:6.1:14:ref,intree" "arm64:6.12:22:ref,kdthin,boot")
 MATRIX_SPECS=("x86_64:6.12:22:ref,kdthin,boot" "x86_64:6.12:19:ref,kdthin,boot" "x86_64:6.1:14:ref,kdthin,intree,boot"
-	"arm64:6.12:22:ref,kdthin,boot" "arm64:6.1:14:ref,kdthin,boot")
-ARCHES=(x86_64 arm64)
+	"arm64:6.12:22:ref,kdthin,boot" "arm64:6.1:14:ref,kdthin,boot" "riscv64:6.12:22:ref,kdthin,boot")
+ARCHES=(x86_64 arm64 riscv64)
 STEP_ORDER=(ref kdthin intree boot)
 # Modules the fragment builds and init loads; path without .ko, in the object tree.
 BOOT_MODULES=(fs/configfs/configfs lib/crc-ccitt)
@@ -225,7 +226,7 @@ source_tree() {
 # Set by arch_setup: kbuild's ARCH=, the image qemu boots (in the object
 # tree), clang's target for init, qemu (binary, its Debian package, machine
 # options, console) and the extra config fragment, if any.
-K_ARCH='' IMAGE='' CLANG_TARGET='' QEMU='' QEMU_PKG='' CONSOLE='' QEMU_MACHINE=() FRAGMENTS=()
+K_ARCH='' IMAGE='' CLANG_TARGET='' QEMU='' CONSOLE='' QEMU_PKGS=() QEMU_MACHINE=() FRAGMENTS=()
 
 arch_setup() {
 	CUR_ARCH=$1
@@ -234,13 +235,24 @@ arch_setup() {
 	case $1 in
 	x86_64)
 		K_ARCH=x86_64 IMAGE=arch/x86/boot/bzImage CLANG_TARGET=x86_64-linux-gnu
-		QEMU=qemu-system-x86_64 QEMU_PKG=qemu-system-x86 CONSOLE=ttyS0
+		QEMU=qemu-system-x86_64 CONSOLE=ttyS0
+		QEMU_PKGS=(qemu-system-x86)
 		;;
 	arm64)
 		K_ARCH=arm64 IMAGE=arch/arm64/boot/Image CLANG_TARGET=aarch64-linux-gnu
-		QEMU=qemu-system-aarch64 QEMU_PKG=qemu-system-arm CONSOLE=ttyAMA0
+		QEMU=qemu-system-aarch64 CONSOLE=ttyAMA0
+		QEMU_PKGS=(qemu-system-arm)
 		QEMU_MACHINE=(-M virt -cpu cortex-a57)
 		FRAGMENTS+=("$HERE/configs/arm64.config")
+		;;
+	riscv64)
+		# Debian's qemu-system-misc has no OpenSBI of its own: the
+		# opensbi package's firmware is named with -bios.
+		K_ARCH=riscv IMAGE=arch/riscv/boot/Image CLANG_TARGET=riscv64-linux-gnu
+		QEMU=qemu-system-riscv64 CONSOLE=ttyS0
+		QEMU_PKGS=(qemu-system-misc opensbi)
+		QEMU_MACHINE=(-M virt -bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin)
+		FRAGMENTS+=("$HERE/configs/riscv64.config")
 		;;
 	*) fail "unknown architecture '$1' (known: ${ARCHES[*]})" ;;
 	esac
@@ -673,7 +685,7 @@ run_spec() {
 	arch_setup "$arch"
 	CUR_KVER=$kver CUR_LLVM=$llvm
 	if has_step "$steps" boot; then
-		ensure_toolchain "$llvm" "$QEMU_PKG"
+		ensure_toolchain "$llvm" "${QEMU_PKGS[@]}"
 	else
 		ensure_toolchain "$llvm"
 	fi
@@ -826,7 +838,7 @@ preflight() {
 demo() {
 	local arch=${KDTHIN_KERNEL_ARCH:-x86_64} kver=6.12 llvm=22
 	arch_setup "$arch"
-	ensure_toolchain "$llvm" "$QEMU_PKG"
+	ensure_toolchain "$llvm" "${QEMU_PKGS[@]}"
 	setup_build "$arch" "$kver" "$llvm" kdthin
 	mkdir -p "$LOGS"
 	fresh_tree
@@ -879,7 +891,7 @@ main() {
 		for spec in "${MATRIX_SPECS[@]}"; do
 			parse_spec "$spec"
 			arch_setup "$SP_ARCH"
-			ensure_toolchain "$SP_LLVM" "linux-source-$SP_KVER" "$QEMU_PKG"
+			ensure_toolchain "$SP_LLVM" "linux-source-$SP_KVER" "${QEMU_PKGS[@]}"
 		done
 		;;
 	-h | --help | help) usage ;;
