@@ -225,7 +225,10 @@ source_tree() {
 
 # Set by arch_setup: kbuild's ARCH=, the image qemu boots (in the object
 # tree), clang's target for init, qemu (binary, its Debian package, machine
-# options, console) and the extra config fragment, if any.
+# options, console) and the extra config fragment, if any. The virt
+# machines get `-nic none`: their default virtio NIC wants an option ROM
+# (efi-virtio.rom) from ipxe-qemu, which qemu only recommends, and the
+# harness has no use for a network.
 K_ARCH='' IMAGE='' CLANG_TARGET='' QEMU='' CONSOLE='' QEMU_PKGS=() QEMU_MACHINE=() FRAGMENTS=()
 
 arch_setup() {
@@ -242,7 +245,7 @@ arch_setup() {
 		K_ARCH=arm64 IMAGE=arch/arm64/boot/Image CLANG_TARGET=aarch64-linux-gnu
 		QEMU=qemu-system-aarch64 CONSOLE=ttyAMA0
 		QEMU_PKGS=(qemu-system-arm)
-		QEMU_MACHINE=(-M virt -cpu cortex-a57)
+		QEMU_MACHINE=(-M virt -cpu cortex-a57 -nic none)
 		FRAGMENTS+=("$HERE/configs/arm64.config")
 		;;
 	riscv64)
@@ -251,7 +254,7 @@ arch_setup() {
 		K_ARCH=riscv IMAGE=arch/riscv/boot/Image CLANG_TARGET=riscv64-linux-gnu
 		QEMU=qemu-system-riscv64 CONSOLE=ttyS0
 		QEMU_PKGS=(qemu-system-misc opensbi)
-		QEMU_MACHINE=(-M virt -bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin)
+		QEMU_MACHINE=(-M virt -bios /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin -nic none)
 		FRAGMENTS+=("$HERE/configs/riscv64.config")
 		;;
 	*) fail "unknown architecture '$1' (known: ${ARCHES[*]})" ;;
