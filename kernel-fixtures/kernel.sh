@@ -762,7 +762,7 @@ machine_info() {
 	echo "- OS: $(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release); $(make --version | head -n 1)"
 	for v in $(printf '%s\n' "${arches[@]}" | sort -u); do
 		arch_setup "$v"
-		echo "- $v: \`ARCH=$K_ARCH\`, booted with $({ "$QEMU" --version 2>/dev/null || echo "$QEMU (not installed)"; } | head -n 1) (\`$QEMU ${QEMU_MACHINE[*]}\`, console $CONSOLE)"
+		echo "- $v: \`ARCH=$K_ARCH\`, booted with $({ "$QEMU" --version 2>/dev/null || echo "$QEMU (not installed)"; } | head -n 1) (\`$QEMU${QEMU_MACHINE[*]:+ ${QEMU_MACHINE[*]}}\`, console $CONSOLE)"
 	done
 	for v in $(printf '%s\n' "${llvms[@]}" | sort -un); do
 		echo "- LLVM $v: $("clang-$v" --version | head -n 1); $("ld.lld-$v" --version)"
