@@ -780,10 +780,9 @@ write_matrix_doc() {
 		echo "Written by \`make kernel-matrix\` (kernel-fixtures/kernel.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'). Do not edit by hand."
 		echo
 		echo "Each kernel: its architecture's \`tinyconfig\` + kernel-fixtures/configs/lto-boot.config"
-		echo "(+ configs/<arch>.config where there is one), cross-built on x86_64 with"
-		echo "\`make ARCH=<arch> LLVM=-<N>\`"
-		echo "(ThinLTO, serial console, initrd, modules with MODVERSIONS, IKCONFIG; configfs=m"
-		echo "from 6 objects, crc-ccitt=m from one), built with \`make -j$JOBS\`. \"symbols\": defined"
+		echo "(+ configs/<arch>.config where there is one; ThinLTO, serial console, initrd,"
+		echo "modules with MODVERSIONS, IKCONFIG; configfs=m from 6 objects, crc-ccitt=m from"
+		echo "one), cross-built on this x86_64 machine with \`make ARCH=<arch> LLVM=-<N> -j$JOBS\`. \"symbols\": defined"
 		echo "global symbols (name, type) of vmlinux.o, vmlinux and every .ko equal those of the"
 		echo "ld.lld build. \"boot\": qemu TCG, init loads the modules with finit_module."
 		echo "Times are whole kernel builds (configure excluded)."
