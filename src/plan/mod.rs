@@ -196,6 +196,20 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
         }
     }
 
+    // clang's backend cannot import from bitcode at a path with non-ASCII
+    // characters: it prints "Error loading imported file" and exits 0
+    // (clang 22), where in-process ld.lld links the same files. Such
+    // links stay in-process (kernel trees are ASCII; this is for the
+    // odd build directory).
+    if let Some(p) =
+        b.modules.iter().map(|m| &m.path).chain([&index_dir.to_path_buf()]).find(|p| !p.as_os_str().is_ascii())
+    {
+        return unsupported(format!(
+            "{}: not an ASCII path, which clang's ThinLTO backends cannot import from",
+            p.display()
+        ));
+    }
+
     let list_file = work.join("thinlto.list");
     let mut thin_edits = std::mem::take(&mut b.thin_edits);
     let mut thin_link = cl.render_flat(&mut |i: usize, a: &Arg| {

@@ -203,3 +203,17 @@ fn native_names_follow_upstream() {
     assert_eq!(native_beside(Path::new("kernel/fork.o")), PathBuf::from("kernel/fork.thinlto-native.o"));
     assert_eq!(native_beside(Path::new("a.o")), PathBuf::from("a.thinlto-native.o"));
 }
+
+#[test]
+fn non_ascii_bitcode_paths_link_in_process() {
+    // clang's backends fail to import from them (exit 0, "Error loading
+    // imported file"): the link must not be distributed.
+    let p = plan_for(
+        &["-r", "-o", "out.o", "\u{fc}/a.o", "b.o"],
+        vec![("\u{fc}/a.o".into(), FileFacts::Plain(BC)), ("b.o".into(), FileFacts::Plain(BC))],
+    );
+    match p {
+        Plan::Passthrough(Passthrough::Unsupported(why)) => assert!(why.contains("not an ASCII path"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
