@@ -46,5 +46,6 @@ pub mod plan;
 pub mod private_dir;
 pub mod remote;
 pub mod report;
+pub mod switch;
 pub mod thin_archive;
 pub mod toolchain;

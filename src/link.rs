@@ -31,16 +31,21 @@ pub struct Settings {
     pub verbose: bool,
     pub save_temps: bool,
     pub silent: bool,
+    /// Values that were neither on nor off, for a distributed link to
+    /// print (a passthrough link stays silent).
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
     pub fn from_env() -> Self {
-        let on = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty() && v != "0");
+        let mut warnings = vec![];
+        let var = |k: &str| std::env::var_os(k);
         let kbuild_verbose = std::env::var("KBUILD_VERBOSE").is_ok_and(|v| v.contains('1'));
         Settings {
-            verbose: on("KDTHIN_VERBOSE") || kbuild_verbose,
-            save_temps: on("KDTHIN_SAVE_TEMPS"),
+            verbose: crate::switch::get("KDTHIN_VERBOSE", false, var, &mut warnings) || kbuild_verbose,
+            save_temps: crate::switch::get("KDTHIN_SAVE_TEMPS", false, var, &mut warnings),
             silent: make_is_silent(std::env::var("MAKEFLAGS").ok().as_deref()),
+            warnings,
         }
     }
 }
@@ -105,6 +110,9 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             exec_real(&real_ld, &argv)
         }
         Plan::Distribute(dist) => {
+            for w in &settings.warnings {
+                eprintln!("kdthin-ld: warning: {w}");
+            }
             // From here on files are created (the cache's probe, the work
             // directory): a signal must clean them up rather than kill us
             // between creating one and registering it.

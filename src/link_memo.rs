@@ -143,7 +143,12 @@ impl Memo {
         dist: &DistPlan,
         compiles: &[CompileCommand],
     ) -> Result<Memo, String> {
-        if std::env::var_os(ENV_OFF).is_some_and(|v| crate::cache::is_off(&v)) {
+        let mut warnings = vec![];
+        let on = crate::switch::get(ENV_OFF, true, |k| std::env::var_os(k), &mut warnings);
+        for w in warnings {
+            eprintln!("kdthin-ld: warning: {w}");
+        }
+        if !on {
             return Err(format!("{ENV_OFF}=off"));
         }
         // ld.lld writes a tarball of its inputs there: a memo hit would not.

@@ -61,7 +61,8 @@ impl CacheSettings {
     /// (links run in different directories, the cache must not move).
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>, cwd: Option<&Path>) -> CacheSettings {
         let set = |k: &str| var(k).filter(|v| !v.is_empty());
-        let enabled = !set("KDTHIN_CACHE").is_some_and(|v| is_off(&v));
+        let mut warnings = vec![];
+        let enabled = crate::switch::get("KDTHIN_CACHE", true, &var, &mut warnings);
         let absolute = |p: PathBuf| match cwd {
             Some(c) if p.is_relative() => c.join(p),
             _ => p,
@@ -71,22 +72,17 @@ impl CacheSettings {
             // XDG: a relative XDG_CACHE_HOME is invalid and ignored.
             .or_else(|| set("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|p| p.join("kdthin")))
             .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache/kdthin")));
-        let mut warning = None;
         let max_size = match set("KDTHIN_CACHE_SIZE") {
             None => DEFAULT_SIZE,
             Some(v) => parse_size(&v.to_string_lossy()).unwrap_or_else(|| {
-                warning =
-                    Some(format!("KDTHIN_CACHE_SIZE={}: not a size (like 500M or 5G); using 5G", v.to_string_lossy()));
+                warnings
+                    .push(format!("KDTHIN_CACHE_SIZE={}: not a size (like 500M or 5G); using 5G", v.to_string_lossy()));
                 DEFAULT_SIZE
             }),
         };
+        let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
         CacheSettings { enabled, dir, max_size, warning }
     }
-}
-
-/// A setting that turns something off: off, 0, no, false, disable(d).
-pub fn is_off(v: &OsStr) -> bool {
-    matches!(v.to_string_lossy().to_ascii_lowercase().as_str(), "off" | "0" | "no" | "false" | "disable" | "disabled")
 }
 
 /// "5G", "500M", "1.5G", "64KiB", "123" (bytes). Binary units.
@@ -165,7 +161,7 @@ impl Cache {
     /// The cache for this link, or None: off, or unusable (after a
     /// warning on stderr).
     pub fn open(settings: &CacheSettings) -> Option<Cache> {
-        if let (true, Some(w)) = (settings.enabled, &settings.warning) {
+        if let Some(w) = &settings.warning {
             eprintln!("kdthin-ld: warning: {w}");
         }
         match Cache::try_open(settings) {
