@@ -104,6 +104,25 @@ fn table_has_exactly_lld_options() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// Every LTO option of the installed ld.lld (any spelling naming `lto`,
+/// `-plugin-opt=` or `-mllvm`) has a row in the plan's table of what the
+/// backends get for it: a new LTO option can never be silently dropped.
+#[test]
+fn every_lto_option_of_the_installed_lld_has_a_row() {
+    let Some(lld) = lld() else { return };
+    let Some(names) = lld_option_names(&lld) else {
+        panic!("no LLVM 22 option table found in {}", lld.display());
+    };
+    let lto: Vec<&str> = names
+        .iter()
+        .map(|n| n.trim_start_matches('-'))
+        .filter(|n| n.contains("lto") || n.starts_with("plugin-opt") || n.starts_with("mllvm"))
+        .collect();
+    assert!(lto.len() > 60, "only {} LTO options found: {lto:?}", lto.len());
+    let missing: Vec<&&str> = lto.iter().filter(|n| crate::plan::codegen::row_for(n).is_none()).collect();
+    assert!(missing.is_empty(), "LTO options of {} without a row in LTO_OPTIONS: {missing:?}", lld.display());
+}
+
 #[test]
 fn table_agrees_with_lld_help() {
     let Some(lld) = lld() else { return };

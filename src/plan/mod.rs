@@ -104,7 +104,8 @@ pub struct DistPlan {
     pub new_archives: Vec<NewArchive>,
     /// Final-link edits: argument index -> what replaces it.
     pub final_subst: Vec<(usize, FinalSubst)>,
-    /// Link options that must reach every backend (`-mllvm`, `--lto-O`).
+    /// Link options that must reach every backend, in clang's spelling
+    /// (see [`codegen::LTO_OPTIONS`]).
     pub backend_extra: Vec<OsString>,
     /// What each backend's object must be (the link's machine).
     pub native_check: crate::exec::verify::NativeCheck,
@@ -122,20 +123,6 @@ pub enum Plan {
     Passthrough(Passthrough),
     Distribute(DistPlan),
 }
-
-/// Options that mean the caller is already driving ThinLTO itself; we must
-/// not add a second layer on top.
-const OWN_THINLTO_OPTIONS: &[&str] = &[
-    "thinlto-index-only",
-    "thinlto-emit-imports-files",
-    "thinlto-prefix-replace",
-    "thinlto-object-suffix-replace",
-    "thinlto-emit-index-files",
-    "thinlto-distributor",
-    "lto-emit-asm",
-    "lto-obj-path",
-    "save-temps",
-];
 
 fn unsupported(why: impl Into<String>) -> Plan {
     Plan::Passthrough(Passthrough::Unsupported(why.into()))
@@ -159,9 +146,6 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
         inputs.iter().filter(|i| !i.is_script && facts.get(&i.path).is_some_and(holds_bitcode)).count();
     if bitcode_inputs == 0 {
         return Plan::Passthrough(Passthrough::NoBitcode);
-    }
-    if let Some(opt) = own_thinlto_option(cl) {
-        return unsupported(format!("the link already uses {opt}"));
     }
     let backend_extra = match codegen::backend_options(cl) {
         Ok(v) => v,
@@ -244,25 +228,6 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
             cl.value_of(OptId::Emulation).and_then(|e| e.to_str()),
         ),
     })
-}
-
-fn own_thinlto_option(cl: &CommandLine) -> Option<String> {
-    for a in &cl.args {
-        if let ArgKind::Opt { id: OptId::PluginOpt, value: Some(v) } = &a.kind {
-            if v.to_string_lossy().starts_with("thinlto-index-only") {
-                return Some("-plugin-opt=thinlto-index-only".into());
-            }
-        }
-        if matches!(a.kind, ArgKind::Opt { .. }) {
-            let t = a.tokens[0].to_string_lossy();
-            let name = t.trim_start_matches('-');
-            let name = name.split('=').next().unwrap_or(name);
-            if OWN_THINLTO_OPTIONS.contains(&name) {
-                return Some(format!("--{name}"));
-            }
-        }
-    }
-    None
 }
 
 struct Builder<'a> {
