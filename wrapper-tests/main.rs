@@ -11,6 +11,7 @@ mod support;
 
 mod bad_input;
 mod cache;
+mod codegen_options;
 mod differential;
 mod dtlto;
 mod faults;
