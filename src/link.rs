@@ -103,6 +103,13 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
     save.inputs(&argv, &cl, &inputs, &facts);
     match plan {
         Plan::Passthrough(Passthrough::NoBitcode) => exec_real(&real_ld, &argv),
+        Plan::Passthrough(why @ Passthrough::SharedObject) => {
+            if settings.verbose {
+                eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
+            }
+            save.finish(&format!("linked in-process: {why}"));
+            exec_real(&real_ld, &argv)
+        }
         Plan::Passthrough(why) => {
             eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
             LinkRecorder::passthrough(&output, &real_ld, &why.to_string(), reporting);

@@ -20,6 +20,13 @@ use crate::input::{Archive, FileKind};
 pub enum Passthrough {
     /// The common case: nothing to distribute. Silent.
     NoBitcode,
+    /// A shared object (`-shared`: the kernel's vDSOs). Left to ld.lld by
+    /// design, not for want of a way: a few tiny modules, where the exact
+    /// in-process result is what the kernel gets today. (riscv's 6.12 LTO
+    /// vDSO has its C entry points hidden by -fvisibility=hidden: ld.lld
+    /// in-process checks the version script before dropping them, a link
+    /// of natives fails on it.) Silent but with KDTHIN_VERBOSE.
+    SharedObject,
     /// Something we cannot reproduce faithfully; printed as one line.
     Unsupported(String),
 }
@@ -28,6 +35,7 @@ impl fmt::Display for Passthrough {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Passthrough::NoBitcode => write!(f, "no bitcode inputs"),
+            Passthrough::SharedObject => write!(f, "a shared object (-shared) is always linked by ld.lld itself"),
             Passthrough::Unsupported(why) => write!(f, "{why}"),
         }
     }
@@ -146,6 +154,10 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
         inputs.iter().filter(|i| !i.is_script && facts.get(&i.path).is_some_and(holds_bitcode)).count();
     if bitcode_inputs == 0 {
         return Plan::Passthrough(Passthrough::NoBitcode);
+    }
+    let shared = |a: &Arg| a.opt_info().is_some_and(|i| matches!(i.name, "shared" | "Bshareable"));
+    if cl.args.iter().any(|a| matches!(a.kind, ArgKind::Opt { .. }) && shared(a)) {
+        return Plan::Passthrough(Passthrough::SharedObject);
     }
     let backend_extra = match codegen::backend_options(cl) {
         Ok(v) => v,

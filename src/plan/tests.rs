@@ -221,3 +221,16 @@ fn non_ascii_bitcode_paths_link_in_process() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn shared_objects_stay_with_ld_lld() {
+    // The kernel's vDSOs: `-shared` with a version script (riscv 6.12's
+    // are ThinLTO bitcode).
+    for flag in ["-shared", "--shared", "-Bshareable"] {
+        let p = plan_for(
+            &["-m", "elf64lriscv", flag, "-T", "vdso.lds", "-o", "vdso.so.dbg", "a.o", "b.o"],
+            vec![("a.o".into(), FileFacts::Plain(BC)), ("b.o".into(), FileFacts::Plain(BC))],
+        );
+        assert_eq!(p, Plan::Passthrough(Passthrough::SharedObject), "{flag}");
+    }
+}
