@@ -144,6 +144,21 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
             return Ok(f);
         }
     }
+    // Run by hand with only versioned LLVM packages installed (`ld.lld-22`,
+    // no `ld.lld`, no CC naming a version): one version on PATH is the
+    // answer; several are listed, as choosing one would be a guess.
+    let versioned = versioned_on_path(env, self_exe);
+    if let [only] = versioned.as_slice() {
+        return Ok(only.clone());
+    }
+    if !versioned.is_empty() {
+        let all: Vec<String> = versioned.iter().map(|p| p.display().to_string()).collect();
+        bail!(
+            "cannot choose the real ld.lld: no ld.lld, and several versions on PATH ({}); \
+             set KDTHIN_LD=/path/to/ld.lld (or CC=clang-N)",
+            all.join(", ")
+        );
+    }
     let tried: Vec<String> = candidates(env)
         .iter()
         .map(|c| match c {
@@ -166,6 +181,34 @@ pub fn find_real_ld(env: &LookupEnv, self_exe: &Path) -> Result<PathBuf> {
     bail!("cannot find the real ld.lld (tried {}{skipped}); set KDTHIN_LD=/path/to/ld.lld", tried.join(", "))
 }
 
+/// Every `ld.lld-<version>` on PATH that is not ourselves, the first of
+/// each name, in PATH order.
+fn versioned_on_path(env: &LookupEnv, self_exe: &Path) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    for dir in env.path.as_deref().map(std::env::split_paths).into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut names: Vec<_> = entries
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| {
+                n.to_str()
+                    .and_then(|n| n.strip_prefix("ld.lld-"))
+                    .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(&n);
+            if !seen.contains(&n) && usable(env, &p, self_exe) {
+                seen.insert(n);
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
 /// First executable `name` on PATH that is not ourselves.
 fn search_path(env: &LookupEnv, name: &OsStr, self_exe: &Path) -> Option<PathBuf> {
     let path = env.path.as_deref()?;
@@ -179,6 +222,36 @@ mod tests {
 
     fn env(cc: &str) -> LookupEnv {
         LookupEnv { cc: Some(cc.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn only_versioned_linkers_on_path() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let exe = |p: &Path| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        exe(&a.join("ld.lld-22"));
+        exe(&a.join("ld.lld-x")); // not a version
+        let me = d.path().join("kdthin-ld");
+        std::fs::write(&me, "us").unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        let env = LookupEnv { path: Some(path.clone()), ..Default::default() };
+        // One version: unambiguous.
+        assert_eq!(find_real_ld(&env, &me).unwrap(), a.join("ld.lld-22"));
+        // The same version again later on PATH: still one.
+        exe(&b.join("ld.lld-22"));
+        assert_eq!(find_real_ld(&env, &me).unwrap(), a.join("ld.lld-22"));
+        // Two versions: an error naming both.
+        exe(&b.join("ld.lld-19"));
+        let e = find_real_ld(&env, &me).unwrap_err().to_string();
+        assert!(e.contains("ld.lld-22") && e.contains("ld.lld-19") && e.contains("KDTHIN_LD"), "{e}");
+        // A plain ld.lld still wins.
+        exe(&b.join("ld.lld"));
+        assert_eq!(find_real_ld(&env, &me).unwrap(), b.join("ld.lld"));
     }
 
     #[test]
