@@ -230,10 +230,6 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
-        let exe = |p: &Path| {
-            std::fs::write(p, "#!/bin/sh\n").unwrap();
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
         exe(&a.join("ld.lld-22"));
         exe(&a.join("ld.lld-x")); // not a version
         let me = d.path().join("kdthin-ld");
