@@ -207,6 +207,12 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
     }
 
     let list_file = work.join("thinlto.list");
+    // The thin-link writes no output, but ld.lld first checks that it
+    // could (a 1-byte `<-o>.tmpXXXXXXX` it then discards): pointed into
+    // the work directory, a thin-link killed in between leaves nothing
+    // beside the real output.
+    let output_name = cl.value_of(OptId::Output).and_then(|o| Path::new(o).file_name()).unwrap_or(OsStr::new("a.out"));
+    let probe_output: OsString = work.join(output_name).into_os_string();
     let mut thin_edits = std::mem::take(&mut b.thin_edits);
     let mut thin_link = cl.render_flat(&mut |i: usize, a: &Arg| {
         if let Some(r) = thin_edits.remove(&i) {
@@ -216,9 +222,13 @@ pub fn plan(cl: &CommandLine, inputs: &[InputRef], facts: &Facts, work: &Path, i
             // ld.lld resolves archives without groups, and --start-lib may
             // not nest inside --start-group: drop the markers.
             ArgKind::Opt { id: OptId::StartGroup | OptId::EndGroup, .. } => Some(vec![]),
+            ArgKind::Opt { id: OptId::Output, .. } => Some(vec!["-o".into(), probe_output.clone()]),
             _ => None,
         }
     });
+    if !cl.has(OptId::Output) {
+        thin_link.extend(["-o".into(), probe_output]);
+    }
     let mut only = OsString::from("--thinlto-index-only=");
     only.push(&list_file);
     let mut replace = OsString::from("--thinlto-prefix-replace=;");

@@ -79,7 +79,7 @@ fn vmlinux_o_thin_link_expands_thin_archives() {
             "noexecstack",
             "-r",
             "-o",
-            "vmlinux.o",
+            "/w/vmlinux.o", // -o: only probed, in the work directory
             "-T",
             ".tmp_initcalls.lds",
             "--whole-archive",
@@ -131,8 +131,9 @@ fn plain_bitcode_and_response_files() {
     let Plan::Distribute(d) = p else { panic!("not distributed") };
     assert_eq!(d.modules.len(), 1);
     assert_eq!(d.modules[0].native, PathBuf::from("drivers/foo/a.thinlto-native.o"));
-    // The thin-link sees the expanded response file.
-    assert_eq!(&d.thin_link[..5], &os(&["-r", "-o", "drivers/foo/foo.o", "drivers/foo/a.o", "drivers/foo/b.o"])[..]);
+    // The thin-link sees the expanded response file; its -o (which ld.lld
+    // only probes) is in the work directory.
+    assert_eq!(&d.thin_link[..5], &os(&["-r", "-o", "/w/foo.o", "drivers/foo/a.o", "drivers/foo/b.o"])[..]);
 }
 
 #[test]
