@@ -827,16 +827,35 @@ fn extract_members(dist: &DistPlan) -> Result<()> {
 }
 
 /// Puts a copy of `from` (kept: the link's own) at `to` so that `to` is
-/// always either the old file or the complete new one: a hard link (or a
-/// copy, across file systems) beside `to`, renamed over it.
+/// always either the old file or the complete new one: a second hard link
+/// to `from`, made in the work directory and renamed over `to` (one file
+/// system, as a build tree is), so a link killed meanwhile leaves nothing
+/// beside `to`. Across file systems: a copy beside `to`, renamed.
 fn install_native(from: &Path, to: &Path) -> Result<()> {
+    let mut staged = from.as_os_str().to_os_string();
+    staged.push(".install");
+    let staged = PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    let linked = std::fs::hard_link(from, &staged).and_then(|()| std::fs::rename(&staged, to));
+    match linked {
+        Ok(()) => return Ok(()),
+        // Only another file system calls for a copy: anything else (the
+        // work directory gone under a signal's cleanup) is an error.
+        Err(e) if e.raw_os_error() != Some(libc::EXDEV) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e).with_context(|| format!("{}: cannot write", to.display()));
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(&staged);
+        }
+    }
     let mut tmp = to.as_os_str().to_os_string();
     tmp.push(format!(".tmp_kdthin.{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let result = std::fs::hard_link(from, &tmp)
-        .or_else(|_| std::fs::copy(from, &tmp).map(drop))
-        .and_then(|()| std::fs::rename(&tmp, to));
+    // Registered as it is created: a signal's cleanup removes it.
+    let copied = exec::signals::create_registered(&tmp, |t| std::fs::copy(from, t));
+    let result = copied.and_then(|_| std::fs::rename(&tmp, to));
+    exec::signals::unregister_cleanup(&tmp);
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

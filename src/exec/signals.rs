@@ -173,6 +173,22 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
     let exited = wait_exit_keep_zombie(child.id());
     unregister_child(child.id());
     let status = child.wait();
+    // A child that died of an interrupting signal has most often shared
+    // it with us (Ctrl-C reaches the whole process group), and may be
+    // reaped before our handler thread ran. Give the handler a moment, so
+    // the caller stops as interrupted rather than reporting the child's
+    // failure and exiting 130 (bash's wait-and-cooperative-exit).
+    if let Ok(st) = &status {
+        use std::os::unix::process::ExitStatusExt;
+        if matches!(st.signal(), Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP)) {
+            for _ in 0..40 {
+                if cancelled() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
     exited.and(status)
 }
 
