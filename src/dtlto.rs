@@ -15,14 +15,16 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use crate::backends::Backends;
 use crate::exec::verify::{machine_of_triple, NativeCheck};
-use crate::exec::{shell_quote, Job, JobError};
+use crate::exec::{shell_quote, Command, Job, JobError};
 use crate::kbuild::compile::CompileCommand;
+use crate::plan::backend::BackendCommand;
 
 #[derive(Debug, Deserialize)]
 pub struct JobList {
@@ -53,39 +55,58 @@ pub fn parse(json: &str) -> Result<JobList> {
 }
 
 /// The jobs to run. Pure: `own_flags` gives an object's recovered compile
-/// command, if any. Job inputs are [module, index, imports...] as ld.lld
-/// lists them, which is also the layout the cache and REAPI expect.
+/// command, if any.
+///
+/// ld.lld's common arguments (target, -O, sections) become the link's
+/// flags: after the object's, so they win where both speak. A job's own
+/// arguments are its module, `-fthinlto-index=INDEX` and `-o OUTPUT`, read
+/// into their fields; its `inputs` are the module, the index and the
+/// modules it imports from. Anything else is an error rather than an
+/// argument silently dropped or guessed at.
 pub fn plan(list: &JobList, own_flags: &dyn Fn(&Path) -> Option<CompileCommand>) -> Result<Vec<Job>> {
     let (compiler, common) = list.common.args.split_first().expect("checked by parse");
     // ld.lld names the target in the common arguments (`--target=TRIPLE`).
     let machine = common.iter().find_map(|a| a.strip_prefix("--target=")).and_then(machine_of_triple);
     let check = NativeCheck { machine };
+    // `-c` is part of every rendered backend already.
+    let link_flags: Arc<[OsString]> = common.iter().filter(|a| *a != "-c").map(OsString::from).collect();
     list.jobs
         .iter()
         .enumerate()
         .map(|(id, j)| {
             let module = j.inputs.first().ok_or_else(|| anyhow!("DTLTO job {id} has no inputs"))?;
-            let mut argv: Vec<OsString> = vec![compiler.into()];
-            if let Some(cc) = own_flags(Path::new(module)) {
-                argv.extend(cc.flags);
+            let (mut index, mut output) = (None, None);
+            let mut args = j.args.iter();
+            while let Some(a) = args.next() {
+                if a == module {
+                    continue;
+                } else if let Some(i) = a.strip_prefix("-fthinlto-index=") {
+                    index = Some(PathBuf::from(i));
+                } else if a == "-o" {
+                    output =
+                        Some(PathBuf::from(args.next().ok_or_else(|| anyhow!("DTLTO job {id}: -o without a value"))?));
+                } else {
+                    bail!("DTLTO job {id} ({module}): unexpected argument {a:?}");
+                }
             }
-            // ld.lld's own settings (target, -O, sections) after the
-            // object's, so they win where both speak; -fno-lto overrides
-            // the object's -flto=thin; -x ir because the module is a .o.
-            argv.extend(common.iter().map(OsString::from));
-            argv.extend(["-Wno-unused-command-line-argument", "-fno-lto", "-x", "ir"].map(OsString::from));
-            argv.extend(j.args.iter().map(OsString::from));
+            let index = index.ok_or_else(|| anyhow!("DTLTO job {id} ({module}): no -fthinlto-index="))?;
+            let output = output.ok_or_else(|| anyhow!("DTLTO job {id} ({module}): no -o"))?;
+            if !j.outputs.iter().any(|o| Path::new(o) == output) {
+                bail!("DTLTO job {id} ({module}): -o {} is not among its outputs", output.display());
+            }
+            let imports = j.inputs[1..].iter().map(PathBuf::from).filter(|p| *p != index).collect();
+            let object_flags = own_flags(Path::new(module)).map(|cc| cc.flags).unwrap_or_default();
             let weight = std::fs::metadata(module).map(|m| m.len()).unwrap_or(0);
-            Ok(Job {
-                id,
-                label: module.clone(),
-                argv,
-                inputs: j.inputs.iter().map(PathBuf::from).collect(),
-                outputs: j.outputs.iter().map(PathBuf::from).collect(),
-                weight,
-                install: None,
-                check: Some(check),
-            })
+            let command = BackendCommand {
+                compiler: compiler.into(),
+                object_flags,
+                link_flags: link_flags.clone(),
+                index,
+                bitcode: module.into(),
+                imports,
+                output,
+            };
+            Ok(Job { weight, check: Some(check), command: Command::Backend(command), ..Job::plain(id, module, vec![]) })
         })
         .collect()
 }
@@ -116,7 +137,7 @@ pub fn run(json_path: &Path) -> Result<i32> {
             }
             JobError::Spawn(e) => eprintln!("kdthin: error: ThinLTO backend for {}: {e}; command:", job.label),
         }
-        eprintln!("  {}", shell_quote(&job.argv));
+        eprintln!("  {}", shell_quote(&job.command.argv()));
         failed = true;
     }
     for ok in &summary.succeeded {
@@ -156,31 +177,38 @@ mod tests {
             })
         };
         let jobs = plan(&list, &own).unwrap();
+        let a = jobs[0].command.backend().unwrap();
+        assert_eq!(a.object_flags, os(&["-mcmodel=kernel", "-fno-pic", "-flto=thin"]));
+        assert_eq!(&*a.link_flags, os(&["--target=x86_64-pc-linux-gnu", "-O2", "-ffunction-sections"]));
         assert_eq!(
-            jobs[0].argv,
+            (a.bitcode.as_path(), a.index.as_path(), a.output.as_path()),
+            (Path::new("a.o"), Path::new("a.1.native.o.thinlto.bc"), Path::new("a.1.native.o"))
+        );
+        assert_eq!(a.imports, [PathBuf::from("b.o")]);
+        assert_eq!(
+            jobs[0].command.argv(),
             os(&[
                 "/usr/bin/clang-22",
                 "-mcmodel=kernel",
                 "-fno-pic",
                 "-flto=thin",
-                "-c",
                 "--target=x86_64-pc-linux-gnu",
                 "-O2",
                 "-ffunction-sections",
                 "-Wno-unused-command-line-argument",
-                "-fno-lto",
                 "-x",
                 "ir",
-                "a.o",
+                "-fno-lto",
                 "-fthinlto-index=a.1.native.o.thinlto.bc",
+                "-c",
                 "-o",
                 "a.1.native.o",
+                "a.o",
             ])
         );
-        assert_eq!(jobs[0].inputs, vec![PathBuf::from("a.o"), "a.1.native.o.thinlto.bc".into(), "b.o".into()]);
-        assert_eq!(jobs[0].outputs, vec![PathBuf::from("a.1.native.o")]);
         // No .cmd: ld.lld's own arguments only.
-        assert_eq!(jobs[1].argv[1], OsString::from("-c"));
+        let b = jobs[1].command.backend().unwrap();
+        assert!(b.object_flags.is_empty() && b.imports.is_empty());
     }
 
     #[test]
@@ -189,5 +217,11 @@ mod tests {
         assert!(parse(r#"{"common":{"args":[]},"jobs":[]}"#).is_err());
         let list = parse(r#"{"common":{"args":["cc"]},"jobs":[{"args":[],"inputs":[],"outputs":[]}]}"#).unwrap();
         assert!(plan(&list, &|_| None).is_err());
+        // A job argument we do not know is not dropped silently.
+        let odd = JSON.replace(r#""-o", "a.1.native.o"]"#, r#""-o", "a.1.native.o", "-fnew-option"]"#);
+        let e = plan(&parse(&odd).unwrap(), &|_| None).unwrap_err();
+        assert!(e.to_string().contains("-fnew-option"), "{e}");
+        let no_index = JSON.replace(r#""-fthinlto-index=a.1.native.o.thinlto.bc", "#, "");
+        assert!(plan(&parse(&no_index).unwrap(), &|_| None).is_err());
     }
 }

@@ -592,22 +592,22 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     // once), so they are only ever written, after the link succeeded.
     let own: HashMap<usize, PathBuf> =
         used.iter().map(|&n| (n, own_native(&native_dir, n, &dist.modules[n]))).collect();
+    let link_flags: Arc<[OsString]> = dist.backend_extra.iter().cloned().collect();
     for &n in &used {
         let m = &dist.modules[n];
-        let tmp = own[&n].clone();
-        let cc = std::mem::take(&mut compiles[n]);
-        let argv = kbuild::compile::backend_argv(cc, &dist.backend_extra, &m.index, &m.path, &tmp);
-        save.backend(&argv);
-        let mut inputs = vec![m.path.clone(), m.index.clone()];
-        inputs.extend(read_imports(&m.imports)?);
-        let weight = std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0);
+        let files = kbuild::BackendFiles {
+            index: m.index.clone(),
+            bitcode: m.path.clone(),
+            imports: read_imports(&m.imports)?,
+            output: own[&n].clone(),
+        };
+        let command = std::mem::take(&mut compiles[n]).into_backend(link_flags.clone(), files);
+        save.backend(&command);
         jobs.push(Job {
             id: n,
             label: m.path.display().to_string(),
-            argv,
-            inputs,
-            outputs: vec![tmp],
-            weight,
+            command: exec::Command::Backend(command),
+            weight: std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0),
             install: Some(m.native.clone()),
             check: Some(dist.native_check),
         });
@@ -628,7 +628,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
         if verbose {
             if let exec::scheduler::Event::Started { id, .. } = ev {
                 if let Some(j) = by_id.get(&id) {
-                    println!("  {}", shell_quote(&j.argv));
+                    println!("  {}", shell_quote(&j.command.argv()));
                 }
             }
         }
@@ -667,11 +667,11 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
                     eprintln!(
                         "kdthin-ld: error: ThinLTO backend for {}: cannot start {}: {e}; command:",
                         job.label,
-                        job.argv[0].to_string_lossy()
+                        job.command.program().to_string_lossy()
                     );
                 }
             }
-            eprintln!("  {}", shell_quote(&job.argv));
+            eprintln!("  {}", shell_quote(&job.command.argv()));
             keep.push(dist.modules[*id].index.clone());
         }
         if !dist.index_dir.is_dir() {

@@ -4,8 +4,9 @@
 //! length-prefixed (ccache's hash delimiters), so that no two different
 //! field sequences can produce the same byte stream:
 //! - the compiler's identity ([`CompilerId`]);
-//! - the backend argv, with the per-link paths (output, index, bitcode)
-//!   masked so that moving the work directory keeps the key;
+//! - the backend's flags (the object's, the link's, the fixed ones), and
+//!   the bitcode path as spelled; not the per-link paths (output, index),
+//!   so that moving the work directory keeps the key;
 //! - the index shard: it names the modules imported and their module hashes;
 //! - the bitcode of the module and of every module it imports from;
 //! - the content of files the asm reads (`.incbin`), and of files named on
@@ -18,7 +19,7 @@
 //! still hits.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -29,11 +30,12 @@ use std::time::UNIX_EPOCH;
 
 use super::bitcode::inline_asm;
 use super::embed::{embedded_files, Embeds};
+use crate::plan::backend::{named_files, BackendCommand};
 
 pub type Hash = [u8; 32];
 
 /// Bump when the meaning of a key changes: old entries then simply miss.
-const KEY_VERSION: &[u8] = b"kdthin-backend-key-1";
+const KEY_VERSION: &[u8] = b"kdthin-backend-key-2";
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(pub(super) Hash);
@@ -79,35 +81,13 @@ impl fmt::Display for NotCacheable {
 /// A backend compile as the key sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyInputs<'a> {
-    /// The backend argv. `argv[0]` is the compiler: it enters the key as
-    /// its [`CompilerId`], not as spelled.
-    pub argv: &'a [OsString],
-    /// Positions in `argv` that name per-link paths (the output, the
-    /// index, the bitcode): only their role is hashed, i.e. nothing for a
-    /// bare path and the option part of a joined `-opt=PATH`. See
-    /// [`mask_paths`]. (The bitcode path enters the key on its own.)
-    pub masked: &'a [usize],
-    pub index: &'a Path,
-    pub bitcode: &'a Path,
-    /// Bitcode of the modules this one imports from (its `.imports` file).
-    pub imports: &'a [PathBuf],
+    /// The compiler enters the key as its [`CompilerId`], not as spelled;
+    /// the output and index paths not at all (the index's content does).
+    pub command: &'a BackendCommand,
     /// The backend's working directory: `.incbin` names and relative
-    /// paths in `argv` are resolved against it. Must be where the backend
+    /// paths in flags are resolved against it. Must be where the backend
     /// runs, since that is where the assembler looks.
     pub cwd: &'a Path,
-}
-
-/// Positions (from 1) of the arguments that are, or end in `=`, one of
-/// `paths`: the ones to put in [`KeyInputs::masked`].
-pub fn mask_paths(argv: &[OsString], paths: &[&Path]) -> Vec<usize> {
-    let names = |a: &OsStr| {
-        let b = a.as_bytes();
-        paths.iter().any(|p| {
-            let p = p.as_os_str().as_bytes();
-            b == p || (b.len() > p.len() && b.ends_with(p) && b[b.len() - p.len() - 1] == b'=')
-        })
-    };
-    (1..argv.len()).filter(|&i| names(&argv[i])).collect()
 }
 
 impl Key {
@@ -118,27 +98,22 @@ impl Key {
         h.field("version", KEY_VERSION);
         h.field("compiler", &compiler.digest);
 
-        // The command line. Arguments that name a file also bring in its
-        // content: the backend may read it (a sample profile, a sanitizer
-        // list) and the argv alone would not show that it changed.
-        h.count("argc", inputs.argv.len());
-        for (i, arg) in inputs.argv.iter().enumerate().skip(1) {
-            let a = arg.as_bytes();
-            if inputs.masked.contains(&i) {
-                let role =
-                    a.iter().position(|&b| b == b'=').filter(|_| a.starts_with(b"-")).map_or(&a[..0], |e| &a[..=e]);
-                h.field("masked-arg", role);
-                continue;
-            }
+        // The flags. One that names a file also brings in its content: the
+        // backend may read it (a sample profile, a sanitizer list) and the
+        // flag alone would not show that it changed.
+        let cmd = inputs.command;
+        h.count("flags", cmd.flags().count());
+        for flag in cmd.flags() {
+            let a = flag.as_bytes();
             h.field("arg", a);
-            for path in named_files(a) {
-                if let Some(hash) = files.plain(&inputs.cwd.join(path)) {
+            for (_, path) in named_files(a) {
+                if let Some(hash) = files.plain(&inputs.cwd.join(OsStr::from_bytes(path))) {
                     h.field("arg-file", &hash);
                 }
             }
         }
 
-        let index = std::fs::read(inputs.index).map_err(|e| not_cacheable(inputs.index, e))?;
+        let index = std::fs::read(&cmd.index).map_err(|e| not_cacheable(&cmd.index, e))?;
         h.field("index", blake3::hash(&index).as_bytes());
 
         // The module itself, then what it imports from: function-level asm
@@ -157,10 +132,10 @@ impl Key {
         // was given on the command line, and compiles an empty object when
         // that name is not the one the thin-link used. (The shard names
         // the module anyway, so this costs no sharing.)
-        h.field("bitcode-path", inputs.bitcode.as_os_str().as_bytes());
-        add("bitcode", inputs.bitcode, &mut h)?;
-        h.count("imports", inputs.imports.len());
-        for p in inputs.imports {
+        h.field("bitcode-path", cmd.bitcode.as_os_str().as_bytes());
+        add("bitcode", &cmd.bitcode, &mut h)?;
+        h.count("imports", cmd.imports.len());
+        for p in &cmd.imports {
             add("import", p, &mut h)?;
         }
 
@@ -184,18 +159,6 @@ impl Key {
 
 fn not_cacheable(path: &Path, e: io::Error) -> NotCacheable {
     NotCacheable(format!("{}: {e}", path.display()))
-}
-
-/// The paths an argument could name: a bare word, a response file
-/// `@file`, or what follows any `=` of an option (`-fprofile-use=p`,
-/// `-fbasic-block-sections=list=p`). Which are files is decided by looking.
-fn named_files(arg: &[u8]) -> impl Iterator<Item = &Path> {
-    let values: Vec<&[u8]> = match arg {
-        [b'-', ..] => arg.iter().enumerate().filter(|(_, &b)| b == b'=').map(|(i, _)| &arg[i + 1..]).collect(),
-        [b'@', rest @ ..] => vec![rest],
-        _ => vec![arg],
-    };
-    values.into_iter().filter(|v| !v.is_empty() && v.len() < 4096).map(|v| Path::new(OsStr::from_bytes(v)))
 }
 
 /// Tagged, length-prefixed fields into one blake3 hash.

@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use crate::exec::verify::NativeCheck;
 use crate::exec::{Executor, Job, JobError, JobOutcome};
-pub use key::{mask_paths, CompilerId, FileHashes, Key, KeyInputs, NotCacheable};
+pub use key::{CompilerId, FileHashes, Key, KeyInputs, NotCacheable};
 pub use link_key::{LinkKeyInputs, ModuleInputs};
 use store::{Lookup, Store};
 
@@ -197,9 +197,7 @@ impl Cache {
     /// The key of one backend, or why it is not cached. Hashes each file
     /// once per link however many backends read it.
     pub fn key(&self, inputs: &KeyInputs) -> Result<Key, NotCacheable> {
-        let result = self
-            .compiler(inputs.argv.first().map(OsString::as_os_str).unwrap_or_default())
-            .and_then(|cc| Key::compute(inputs, &cc, &self.files));
+        let result = self.compiler(&inputs.command.compiler).and_then(|cc| Key::compute(inputs, &cc, &self.files));
         if result.is_err() {
             self.counts.uncacheable.fetch_add(1, Ordering::Relaxed);
         }
@@ -403,9 +401,8 @@ pub fn zero_stats(settings: &CacheSettings) -> io::Result<()> {
 /// Runs jobs through the cache: a hit writes the object without running
 /// anything; a miss runs `inner` and stores what it made.
 ///
-/// Relies on the layout `link::distribute_in` gives a backend [`Job`]:
-/// `inputs` = [bitcode, index, imported bitcode...] and `outputs` =
-/// [native object]. Any other job just runs.
+/// Only backend jobs ([`Command::Backend`]) are cached; any other job just
+/// runs.
 pub struct CachingExecutor<'a, E> {
     pub inner: E,
     pub cache: &'a Cache,
@@ -435,13 +432,11 @@ pub struct Hit {
 
 impl<E: Executor> Executor for CachingExecutor<'_, E> {
     fn run(&self, job: &Job) -> Result<JobOutcome, JobError> {
-        let ([bitcode, index, imports @ ..], [native]) = (job.inputs.as_slice(), job.outputs.as_slice()) else {
+        let Some(command) = job.command.backend() else {
             return self.inner.run(job);
         };
-        let mut paths: Vec<&Path> = vec![bitcode, index, native];
-        paths.extend(imports.iter().map(PathBuf::as_path));
-        let masked = mask_paths(&job.argv, &paths);
-        let inputs = KeyInputs { argv: &job.argv, masked: &masked, index, bitcode, imports, cwd: &self.cwd };
+        let native = &command.output;
+        let inputs = KeyInputs { command, cwd: &self.cwd };
         let Ok(key) = self.cache.key(&inputs) else { return self.inner.run(job) };
         if let Some(installed) = &job.install {
             self.cache.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(installed.clone(), key.clone());

@@ -13,7 +13,8 @@ use super::bitcode::inline_asm;
 use super::embed::{embedded_files, Embeds};
 use super::store::{Lookup, Store};
 use super::*;
-use crate::exec::{Executor, Job, JobError, JobOutcome};
+use crate::exec::{Command as JobCommand, Executor, Job, JobError, JobOutcome};
+use crate::plan::backend::BackendCommand;
 
 const CLANG: &str = "clang-22";
 const LLD: &str = "ld.lld-22";
@@ -243,28 +244,21 @@ impl Backend {
         Backend { flags: vec!["-O2", "-mcmodel=kernel"], out, index, bitcode, imports: vec![imp], dir }
     }
 
-    /// As `kbuild::compile::backend_argv` lays it out.
-    fn argv(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = vec!["clang-22".into()];
-        a.extend(self.flags.iter().map(OsString::from));
-        a.extend(["-Wno-unused-command-line-argument", "-x", "ir", "-fno-lto"].map(OsString::from));
-        let mut idx = OsString::from("-fthinlto-index=");
-        idx.push(&self.index);
-        a.extend([idx, "-c".into(), "-o".into(), self.out.clone().into(), self.bitcode.clone().into()]);
-        a
+    fn command(&self) -> BackendCommand {
+        BackendCommand {
+            compiler: "clang-22".into(),
+            object_flags: self.flags.iter().map(OsString::from).collect(),
+            link_flags: Arc::from([]),
+            index: self.index.clone(),
+            bitcode: self.bitcode.clone(),
+            imports: self.imports.clone(),
+            output: self.out.clone(),
+        }
     }
 
     fn key_with(&self, cc: &CompilerId) -> Result<Key, NotCacheable> {
-        let argv = self.argv();
-        let masked = mask_paths(&argv, &[&self.index, &self.bitcode, &self.out]);
-        let inputs = KeyInputs {
-            argv: &argv,
-            masked: &masked,
-            index: &self.index,
-            bitcode: &self.bitcode,
-            imports: &self.imports,
-            cwd: self.dir.path(),
-        };
+        let command = self.command();
+        let inputs = KeyInputs { command: &command, cwd: self.dir.path() };
         // A fresh memo: within one link files do not change, here they do.
         Key::compute(&inputs, cc, &FileHashes::new())
     }
@@ -272,15 +266,6 @@ impl Backend {
     fn key(&self) -> Key {
         self.key_with(&CompilerId::fake("clang 22")).unwrap()
     }
-}
-
-#[test]
-fn mask_paths_finds_bare_and_joined() {
-    let b = Backend::new();
-    let argv = b.argv();
-    let m = mask_paths(&argv, &[&b.index, &b.bitcode, &b.out]);
-    let n = argv.len();
-    assert_eq!(m, vec![n - 5, n - 2, n - 1]);
 }
 
 #[test]
@@ -893,7 +878,7 @@ impl Executor for FakeBackend {
         if self.fail {
             return Err(JobError::Failed { status: "exit status 1".into(), stderr: b"error\n".to_vec() });
         }
-        fs::write(&job.outputs[0], b"native object").unwrap();
+        fs::write(job.command.output().unwrap(), b"native object").unwrap();
         Ok(JobOutcome {
             id: job.id,
             wall: Duration::ZERO,
@@ -911,19 +896,9 @@ fn caching_executor() {
     // anything with success.
     let t = tempfile::tempdir().unwrap();
     let cache = Cache::try_open(&settings(&t.path().join("c"), 0)).unwrap().unwrap();
-    let mut argv = b.argv();
-    argv[0] = "true".into();
+    let command = BackendCommand { compiler: "true".into(), ..b.command() };
     fs::create_dir_all(b.out.parent().unwrap()).unwrap();
-    let job = Job {
-        id: 0,
-        label: "main.o".into(),
-        argv,
-        inputs: [vec![b.bitcode.clone(), b.index.clone()], b.imports.clone()].concat(),
-        outputs: vec![b.out.clone()],
-        weight: 1,
-        install: None,
-        check: None,
-    };
+    let job = Job { weight: 1, command: JobCommand::Backend(command), ..Job::plain(0, "main.o", vec![]) };
     let failing = CachingExecutor {
         inner: FakeBackend { runs: AtomicUsize::new(0), fail: true },
         cache: &cache,

@@ -28,8 +28,8 @@ impl Executor for LocalExecutor {
         if signals::cancelled() {
             return Err(JobError::Cancelled);
         }
-        let (program, args) = job
-            .argv
+        let argv = job.command.argv();
+        let (program, args) = argv
             .split_first()
             .ok_or_else(|| JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command")))?;
         let start = Instant::now();
@@ -54,7 +54,7 @@ impl Executor for LocalExecutor {
 
         if status.success() {
             // clang can exit 0 without having compiled anything (verify).
-            if let (Some(check), Some(out)) = (&job.check, job.outputs.first()) {
+            if let (Some(check), Some(out)) = (&job.check, job.command.output()) {
                 if let Err(why) = check.check_file(out, &output) {
                     return Err(JobError::BadOutput { why, stderr: output });
                 }
@@ -121,20 +121,12 @@ fn pipe() -> io::Result<(File, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Command;
     use std::ffi::OsString;
     use std::os::fd::AsRawFd;
 
     fn sh(script: &str) -> Job {
-        Job {
-            id: 7,
-            label: "t.o".into(),
-            argv: ["sh", "-c", script].iter().map(OsString::from).collect(),
-            inputs: vec![],
-            outputs: vec![],
-            weight: 0,
-            install: None,
-            check: None,
-        }
+        Job::plain(7, "t.o", ["sh", "-c", script].iter().map(OsString::from).collect())
     }
 
     #[test]
@@ -168,8 +160,10 @@ mod tests {
         use crate::exec::verify::{BadNative, NativeCheck};
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.o");
-        let mut job = sh(&format!("echo \"Error loading index file 'i': No such file\" >&2; : > {}", out.display()));
-        job.outputs = vec![out.clone()];
+        let script =
+            |s: String| Command::Argv { argv: vec!["sh".into(), "-c".into(), s.into()], output: Some(out.clone()) };
+        let mut job = sh("");
+        job.command = script(format!("echo \"Error loading index file 'i': No such file\" >&2; : > {}", out.display()));
         // Without a check, the exit status decides (any other command).
         assert!(LocalExecutor::new().run(&job).is_ok());
         job.check = Some(NativeCheck::default());
@@ -181,10 +175,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Silent, but the object is empty.
-        job.argv[2] = format!(": > {}", out.display()).into();
+        job.command = script(format!(": > {}", out.display()));
         assert!(matches!(LocalExecutor::new().run(&job), Err(JobError::BadOutput { why: BadNative::Empty, .. })));
         // Silent, and no object at all.
-        job.argv[2] = format!("rm -f {}", out.display()).into();
+        job.command = script(format!("rm -f {}", out.display()));
         assert!(matches!(
             LocalExecutor::new().run(&job),
             Err(JobError::BadOutput { why: BadNative::Unreadable(_), .. })
@@ -203,13 +197,12 @@ mod tests {
 
     #[test]
     fn missing_program_is_a_spawn_error() {
-        let mut job = sh("");
-        job.argv = vec!["/nonexistent/clang-99".into(), "-c".into()];
+        let mut job = Job::plain(0, "x", vec!["/nonexistent/clang-99".into(), "-c".into()]);
         match LocalExecutor::new().run(&job) {
             Err(JobError::Spawn(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
             other => panic!("{other:?}"),
         }
-        job.argv.clear();
+        job.command = Command::Argv { argv: vec![], output: None };
         assert!(matches!(LocalExecutor::new().run(&job), Err(JobError::Spawn(_))));
     }
 

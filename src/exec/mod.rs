@@ -13,34 +13,89 @@ pub mod slots;
 mod testutil;
 pub mod verify;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One backend compile: a command plus what it reads and writes.
+use crate::plan::backend::BackendCommand;
+
+/// What a job runs.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// A ThinLTO backend: the cache, the remote executor and the
+    /// reproducer read its fields; an executor renders it.
+    Backend(BackendCommand),
+    /// Any other program, run locally as it is (tests, tools). `output`
+    /// is what [`Job::check`] applies to.
+    Argv { argv: Vec<OsString>, output: Option<PathBuf> },
+}
+
+impl Command {
+    /// The command line, `argv[0]` the program: rendered here, at the edge.
+    pub fn argv(&self) -> Vec<OsString> {
+        match self {
+            Command::Backend(b) => b.argv(),
+            Command::Argv { argv, .. } => argv.clone(),
+        }
+    }
+
+    /// The program as given (not resolved in PATH).
+    pub fn program(&self) -> &OsStr {
+        match self {
+            Command::Backend(b) => &b.compiler,
+            Command::Argv { argv, .. } => argv.first().map(OsString::as_os_str).unwrap_or_default(),
+        }
+    }
+
+    /// The file the job must leave behind, if any.
+    pub fn output(&self) -> Option<&Path> {
+        match self {
+            Command::Backend(b) => Some(&b.output),
+            Command::Argv { output, .. } => output.as_deref(),
+        }
+    }
+
+    pub fn backend(&self) -> Option<&BackendCommand> {
+        match self {
+            Command::Backend(b) => Some(b),
+            Command::Argv { .. } => None,
+        }
+    }
+}
+
+impl Job {
+    /// A job that runs `argv` as it is, with no output to check.
+    pub fn plain(id: usize, label: impl Into<String>, argv: Vec<OsString>) -> Job {
+        Job {
+            id,
+            label: label.into(),
+            command: Command::Argv { argv, output: None },
+            weight: 0,
+            install: None,
+            check: None,
+        }
+    }
+}
+
+/// One job: a command, with what the scheduler and the caller need to know
+/// about it.
 #[derive(Clone, Debug)]
 pub struct Job {
     /// Stable index (position in the plan).
     pub id: usize,
     /// Human label, e.g. the bitcode object path.
     pub label: String,
-    /// `argv[0]` is the program.
-    pub argv: Vec<OsString>,
-    /// Files the command reads (bitcode, imported bitcode, index). Used by
-    /// remote executors to build an input root; local ignores it.
-    pub inputs: Vec<PathBuf>,
-    /// Files the command writes (temp paths; the caller renames them).
-    pub outputs: Vec<PathBuf>,
+    pub command: Command,
     /// Scheduling weight (bitcode size): largest first.
     pub weight: u64,
-    /// Where the caller will install a copy of `outputs[0]` after success.
+    /// Where the caller will install a copy of the output after success.
     /// An executor that finds the result already there (a cache hit
-    /// identical to the installed file) may make `outputs[0]` a hard link
+    /// identical to the installed file) may make the output a hard link
     /// to it instead of writing it, and say so: rewriting hundreds of
-    /// unchanged objects is most of a no-op relink's cost. `outputs[0]`
+    /// unchanged objects is most of a no-op relink's cost. The output
     /// exists either way.
     pub install: Option<PathBuf>,
-    /// What `outputs[0]` must be for the job to count as done: set for
+    /// What the output must be for the job to count as done: set for
     /// backend compiles, whose exit status alone proves nothing
     /// ([`verify`]). None: the exit status decides.
     pub check: Option<verify::NativeCheck>,
@@ -54,8 +109,8 @@ pub struct JobOutcome {
     pub ran_on: &'static str,
     /// stderr of a successful job (warnings), passed on to the user.
     pub stderr: Vec<u8>,
-    /// The result is already at `Job::install` (`outputs[0]` is a hard
-    /// link to it): no need to install it again.
+    /// The result is already at `Job::install` (the output is a hard link
+    /// to it): no need to install it again.
     pub already_installed: bool,
 }
 

@@ -347,16 +347,7 @@ mod tests {
     use std::process::Command;
 
     fn sh(script: &str) -> Job {
-        Job {
-            id: 0,
-            label: "sh".into(),
-            argv: vec!["sh".into(), "-c".into(), script.into()],
-            inputs: vec![],
-            outputs: vec![],
-            weight: 0,
-            install: None,
-            check: None,
-        }
+        Job::plain(0, "sh", vec!["sh".into(), "-c".into(), script.into()])
     }
 
     /// The blocked-signal mask from /proc/*/status text (possibly preceded
@@ -377,8 +368,7 @@ mod tests {
             assert_eq!(sig_blk(&ours) & (1 << (libc::SIGINT - 1)), 1 << (libc::SIGINT - 1));
             // grep itself, not through a shell: dash restores the mask it
             // started with before exec, hiding what we gave it.
-            let mut job = sh("");
-            job.argv = ["grep", "SigBlk", "/proc/self/status"].iter().map(Into::into).collect();
+            let job = Job::plain(0, "grep", ["grep", "SigBlk", "/proc/self/status"].iter().map(Into::into).collect());
             let out = LocalExecutor::new().run(&job).unwrap();
             assert_eq!(sig_blk(&String::from_utf8(out.stderr).unwrap()), 0);
         })

@@ -8,16 +8,7 @@ use std::time::Duration;
 use super::{Executor, Job, JobError, JobOutcome};
 
 pub(crate) fn job(id: usize, weight: u64) -> Job {
-    Job {
-        id,
-        label: format!("job{id}"),
-        argv: vec!["fake-clang".into(), format!("{id}.o").into()],
-        inputs: vec![],
-        outputs: vec![],
-        weight,
-        install: None,
-        check: None,
-    }
+    Job { weight, ..Job::plain(id, format!("job{id}"), vec!["fake-clang".into(), format!("{id}.o").into()]) }
 }
 
 /// Sleeps instead of running anything, and records start order and the

@@ -7,13 +7,15 @@
 //! them in the object's `.cmd` file; we keep every flag except the ones that
 //! name the compile's input and outputs.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::cmdfile::{cmd_file_for, read_command_for, CmdFileError};
 use super::recipe::{ParentRecipe, Recipe};
 use super::shell::split_first_command;
 use crate::paths::normalize;
+use crate::plan::backend::BackendCommand;
 
 /// A `clang ... -c -o <output> <source>` command, split into its parts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -319,34 +321,33 @@ pub(crate) fn same_object(recorded: &Path, obj: &Path) -> bool {
     a == b || (a.is_relative() && b.ends_with(&a)) || (b.is_relative() && a.ends_with(&b))
 }
 
-/// The ThinLTO backend for one module: the original compile with its flags,
-/// then `link_extra` (codegen options from the link), then:
-/// - `-Wno-unused-command-line-argument`: kbuild passes
-///   `-Werror=unused-command-line-argument`, and preprocessor flags are
-///   unused for IR input;
-/// - `-x ir`: the input is bitcode whatever its name;
-/// - `-fno-lto`: overrides `-flto=thin` in the flags, which would otherwise
-///   make clang emit bitcode again.
-pub fn backend_argv(
-    cc: CompileCommand,
-    link_extra: &[OsString],
-    index: &Path,
-    bitcode: &Path,
-    out: &Path,
-) -> Vec<OsString> {
-    // Takes the command by value and moves its flags: a defconfig link
-    // holds thousands of these, ~150 arguments each, and two copies were a
-    // third of kdthin-ld's peak memory.
-    let mut index_opt = OsString::from("-fthinlto-index=");
-    index_opt.push(index);
-    let mut argv = cc.flags;
-    argv.reserve(link_extra.len() + 10);
-    argv.insert(0, cc.compiler);
-    argv.extend(link_extra.iter().cloned());
-    argv.extend(["-Wno-unused-command-line-argument", "-x", "ir", "-fno-lto"].map(OsString::from));
-    argv.push(index_opt);
-    argv.extend([OsStr::new("-c"), OsStr::new("-o"), out.as_os_str(), bitcode.as_os_str()].map(OsString::from));
-    argv
+impl CompileCommand {
+    /// The ThinLTO backend of the module this compile produced: its
+    /// compiler and flags, then the link's (see [`BackendCommand`]).
+    /// Takes the command by value and moves its flags: a defconfig link
+    /// holds thousands of these, ~150 arguments each, and two copies were
+    /// a third of kdthin-ld's peak memory.
+    pub fn into_backend(self, link_flags: Arc<[OsString]>, modules: BackendFiles) -> BackendCommand {
+        let BackendFiles { index, bitcode, imports, output } = modules;
+        BackendCommand {
+            compiler: self.compiler,
+            object_flags: self.flags,
+            link_flags,
+            index,
+            bitcode,
+            imports,
+            output,
+        }
+    }
+}
+
+/// The files of one backend, from the thin-link.
+#[derive(Clone, Debug, Default)]
+pub struct BackendFiles {
+    pub index: PathBuf,
+    pub bitcode: PathBuf,
+    pub imports: Vec<PathBuf>,
+    pub output: PathBuf,
 }
 
 #[cfg(test)]
@@ -540,13 +541,13 @@ mod tests {
     #[test]
     fn backend_command_line() {
         let cc = CompileCommand::parse(&argv("clang-22 -Wp,-MMD,d -O2 -flto=thin -DX='a b' -c -o a.o a.c")).unwrap();
-        let got = backend_argv(
-            cc,
-            &["-fno-pic".into(), "-mcmodel=kernel".into()],
-            Path::new("a.o.thinlto.bc"),
-            Path::new("a.o"),
-            Path::new("a.thinlto-native.o"),
-        );
+        let files = BackendFiles {
+            index: "a.o.thinlto.bc".into(),
+            bitcode: "a.o".into(),
+            imports: vec![],
+            output: "a.thinlto-native.o".into(),
+        };
+        let got = cc.into_backend(["-fno-pic".into(), "-mcmodel=kernel".into()].into(), files).argv();
         let want = [
             "clang-22",
             "-O2",
@@ -633,14 +634,13 @@ mod tests {
         run(&index_only);
 
         let cc = lookup(&d.join("lib/a.o")).unwrap();
-        let be = backend_argv(
-            cc.clone(),
-            &[],
-            Path::new("lib/a.o.thinlto.bc"),
-            Path::new("lib/a.o"),
-            Path::new("lib/a.native.o"),
-        );
-        run(&be);
+        let files = BackendFiles {
+            index: "lib/a.o.thinlto.bc".into(),
+            bitcode: "lib/a.o".into(),
+            imports: vec![],
+            output: "lib/a.native.o".into(),
+        };
+        run(&cc.into_backend(Arc::from([]), files).argv());
         let native = std::fs::read(d.join("lib/a.native.o")).unwrap();
         assert_eq!(&native[..4], b"\x7fELF", "backend output is a native object");
     }

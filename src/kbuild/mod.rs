@@ -15,5 +15,5 @@ pub mod recipe;
 pub mod shell;
 
 pub use cmdfile::{cmd_file_for, read_command_for, CmdFileError};
-pub use compile::{backend_argv, lookup, recover, CompileCommand, Source};
+pub use compile::{lookup, recover, BackendFiles, CompileCommand, Source};
 pub use recipe::ParentRecipe;

@@ -5,6 +5,7 @@
 //! Nothing here touches the file system: every fact arrives in [`Facts`], so
 //! each decision is unit-testable.
 
+pub mod backend;
 pub mod codegen;
 
 use std::collections::{HashMap, HashSet};

@@ -46,6 +46,7 @@ use prost::Message;
 use sha2::{Digest as _, Sha256};
 
 use crate::exec::Job;
+use crate::plan::backend::{named_files, BackendCommand};
 
 /// Directory (inside the working directory) for the relocated index, the
 /// output and relocated flag files. A dot name no kbuild path uses.
@@ -241,31 +242,16 @@ fn climb(rel: &Path) -> usize {
     (-max) as usize
 }
 
-/// The paths an argument could name: what follows any `=` of an option,
-/// or a bare word. (Which are files is decided by looking.) Returns
-/// (offset in the argument, path).
-fn named_files(arg: &[u8]) -> Vec<(usize, &[u8])> {
-    let values: Vec<(usize, &[u8])> = match arg {
-        [b'-', ..] => arg.iter().enumerate().filter(|(_, &b)| b == b'=').map(|(i, _)| (i + 1, &arg[i + 1..])).collect(),
-        _ => vec![(0, arg)],
-    };
-    values.into_iter().filter(|(_, v)| !v.is_empty() && v.len() < 4096).collect()
-}
-
 pub fn prepare(job: &Job, facts: &dyn Facts, platform: &[(String, String)]) -> Result<Prepared, NotRemotable> {
-    let ([bitcode, index, imports @ ..], [native]) = (job.inputs.as_slice(), job.outputs.as_slice()) else {
+    let Some(cmd) = job.command.backend() else {
         return Err(NotRemotable("not a ThinLTO backend job".into()));
     };
     let cwd = facts.cwd();
-    let mut argv: Vec<OsString> = job.argv.clone();
-    let program = argv.first().ok_or_else(|| NotRemotable("empty command".into()))?;
-    let (compiler, compiler_id) = facts.compiler(program).map_err(NotRemotable)?;
-    argv[0] = compiler.into_os_string();
+    let (compiler, compiler_id) = facts.compiler(&cmd.compiler).map_err(NotRemotable)?;
 
     // Bitcode paths must keep their spelling; they decide the working
     // directory's depth.
-    let mut modules: Vec<&Path> = vec![bitcode];
-    modules.extend(imports.iter().map(PathBuf::as_path));
+    let modules: Vec<&Path> = cmd.modules().collect();
     for m in &modules {
         if m.is_absolute() {
             return Err(NotRemotable(format!(
@@ -343,66 +329,64 @@ pub fn prepare(job: &Job, facts: &dyn Facts, platform: &[(String, String)]) -> R
     let _ = root.dir_mut(&wd)?;
 
     let synth = |rel: &str| -> Vec<String> { wd.iter().cloned().chain(rel.split('/').map(str::to_string)).collect() };
-    let index_abs = if index.is_absolute() { index.clone() } else { cwd.join(index) };
+    let index_abs = if cmd.index.is_absolute() { cmd.index.clone() } else { cwd.join(&cmd.index) };
     root.add_file(&synth(INDEX), facts.file_digest(&index_abs).map_err(NotRemotable)?, Source::File(index_abs))?;
 
-    // Rewrite the command line: index, output; then other named files.
-    let mut index_opt = OsString::from("-fthinlto-index=");
-    index_opt.push(index);
-    let mut rewritten = vec![false; argv.len()];
-    rewritten[0] = true;
-    let mut saw_index = false;
-    let mut saw_output = false;
-    for i in 1..argv.len() {
-        if argv[i] == index_opt {
-            argv[i] = format!("-fthinlto-index={INDEX}").into();
-            rewritten[i] = true;
-            saw_index = true;
-        } else if argv[i] == "-o" && argv.get(i + 1).is_some_and(|o| o == native.as_os_str()) {
-            argv[i + 1] = OUTPUT.into();
-            rewritten[i + 1] = true;
-            saw_output = true;
-        } else if argv[i].as_os_str() == bitcode.as_os_str() {
-            rewritten[i] = true;
-        }
-    }
-    if !saw_index || !saw_output {
-        return Err(NotRemotable("backend command without the expected -fthinlto-index= and -o".into()));
-    }
+    // The command as the worker runs it: the index and the output at
+    // their fixed places, the compiler by absolute path, and every flag
+    // that names an existing file pointing into the root.
     let mut extra = 0;
-    for i in 1..argv.len() {
-        if rewritten[i] {
-            continue;
-        }
-        let arg = argv[i].as_bytes().to_vec();
-        if arg.starts_with(b"@") {
-            return Err(NotRemotable("response file in the backend command".into()));
-        }
-        if i > 0 && PREPROCESSOR_OPTS.iter().any(|o| argv[i - 1] == *o) {
-            continue;
-        }
-        let mut new = arg.clone();
-        // Right to left, so offsets stay valid while replacing.
-        for (off, value) in named_files(&arg).into_iter().rev() {
-            let p = Path::new(OsStr::from_bytes(value));
-            let abs = cwd.join(p);
-            if !std::fs::metadata(&abs).is_ok_and(|m| m.is_file()) {
+    let mut relocate = |flags: &[OsString], prev: Option<&OsStr>| -> Result<Vec<OsString>, NotRemotable> {
+        let mut out = Vec::with_capacity(flags.len());
+        let mut prev = prev;
+        for flag in flags {
+            let arg = flag.as_bytes();
+            if arg.starts_with(b"@") {
+                return Err(NotRemotable("response file in the backend command".into()));
+            }
+            if prev.is_some_and(|p| PREPROCESSOR_OPTS.iter().any(|o| p == *o)) {
+                out.push(flag.clone());
+                prev = Some(flag);
                 continue;
             }
-            let digest = facts.file_digest(&abs).map_err(NotRemotable)?;
-            let inside = !p.is_absolute() && climb(p) <= depth && place(&wd, p).is_ok();
-            if inside {
-                mirror(&mut root, p)?;
-                continue;
+            let mut new = arg.to_vec();
+            // Right to left, so offsets stay valid while replacing.
+            for (off, value) in named_files(arg).into_iter().rev() {
+                let p = Path::new(OsStr::from_bytes(value));
+                let abs = cwd.join(p);
+                if !std::fs::metadata(&abs).is_ok_and(|m| m.is_file()) {
+                    continue;
+                }
+                let digest = facts.file_digest(&abs).map_err(NotRemotable)?;
+                let inside = !p.is_absolute() && climb(p) <= depth && place(&wd, p).is_ok();
+                if inside {
+                    mirror(&mut root, p)?;
+                    continue;
+                }
+                let name =
+                    p.file_name().map(|n| utf8(n).map(str::to_string)).transpose()?.unwrap_or_else(|| "file".into());
+                let rel = format!("{SYNTH_DIR}/files/{extra}/{name}");
+                extra += 1;
+                root.add_file(&synth(&rel), digest, Source::File(abs))?;
+                new.splice(off..off + value.len(), rel.bytes());
             }
-            let name = p.file_name().map(|n| utf8(n).map(str::to_string)).transpose()?.unwrap_or_else(|| "file".into());
-            let rel = format!("{SYNTH_DIR}/files/{extra}/{name}");
-            extra += 1;
-            root.add_file(&synth(&rel), digest, Source::File(abs))?;
-            new.splice(off..off + value.len(), rel.bytes());
+            out.push(OsStr::from_bytes(&new).to_os_string());
+            prev = Some(flag);
         }
-        argv[i] = OsStr::from_bytes(&new).to_os_string();
-    }
+        Ok(out)
+    };
+    let object_flags = relocate(&cmd.object_flags, None)?;
+    let link_flags = relocate(&cmd.link_flags, None)?;
+    let remote = BackendCommand {
+        compiler: compiler.into_os_string(),
+        object_flags,
+        link_flags: link_flags.into(),
+        index: INDEX.into(),
+        bitcode: cmd.bitcode.clone(),
+        imports: cmd.imports.clone(),
+        output: OUTPUT.into(),
+    };
+    let argv = remote.argv();
 
     let arguments: Vec<String> = argv.iter().map(|a| utf8(a).map(str::to_string)).collect::<Result<_, _>>()?;
     let mut env = facts.env();
@@ -538,23 +522,18 @@ mod tests {
     }
 
     fn job(t: &Path, extra: &[&str], imports: &[&str]) -> Job {
-        let idx = t.join("idx/init/main.o.thinlto.bc");
-        let mut argv: Vec<OsString> = vec!["clang-22".into(), "-O2".into()];
-        argv.extend(extra.iter().map(OsString::from));
-        argv.push(format!("-fthinlto-index={}", idx.display()).into());
-        argv.extend(["-c", "-o", "/w/native/0.o", "init/main.o"].map(OsString::from));
-        let mut inputs = vec![PathBuf::from("init/main.o"), idx];
-        inputs.extend(imports.iter().map(PathBuf::from));
-        Job {
-            id: 0,
-            label: "init/main.o".into(),
-            argv,
-            inputs,
-            outputs: vec!["/w/native/0.o".into()],
-            weight: 0,
-            install: None,
-            check: None,
-        }
+        let mut object_flags: Vec<OsString> = vec!["-O2".into()];
+        object_flags.extend(extra.iter().map(OsString::from));
+        let cmd = BackendCommand {
+            compiler: "clang-22".into(),
+            object_flags,
+            link_flags: Arc::from([]),
+            index: t.join("idx/init/main.o.thinlto.bc"),
+            bitcode: "init/main.o".into(),
+            imports: imports.iter().map(PathBuf::from).collect(),
+            output: "/w/native/0.o".into(),
+        };
+        Job { command: crate::exec::Command::Backend(cmd), ..Job::plain(0, "init/main.o", vec![]) }
     }
 
     fn command(p: &Prepared) -> re::Command {
@@ -601,6 +580,10 @@ mod tests {
             [
                 "/usr/bin/clang-22",
                 "-O2",
+                "-Wno-unused-command-line-argument",
+                "-x",
+                "ir",
+                "-fno-lto",
                 "-fthinlto-index=.kdthin-remote/index.thinlto.bc",
                 "-c",
                 "-o",
@@ -628,22 +611,14 @@ mod tests {
     fn the_action_does_not_depend_on_temporary_paths() {
         let (t, f) = tree();
         let a = prepare(&job(t.path(), &[], &[]), &f, &[]).unwrap();
-        let mut j = job(t.path(), &[], &[]);
+        let j = job(t.path(), &[], &[]);
+        let crate::exec::Command::Backend(mut cmd) = j.command.clone() else { unreachable!() };
         let moved = t.path().join("idx2/x.thinlto.bc");
         std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
-        std::fs::copy(&j.inputs[1], &moved).unwrap();
-        let old = format!("-fthinlto-index={}", j.inputs[1].display());
-        for a in j.argv.iter_mut() {
-            if *a == *old {
-                *a = format!("-fthinlto-index={}", moved.display()).into();
-            }
-            if *a == "/w/native/0.o" {
-                *a = "/w2/n/5.o".into();
-            }
-        }
-        j.inputs[1] = moved;
-        j.outputs = vec!["/w2/n/5.o".into()];
-        let b = prepare(&j, &f, &[]).unwrap();
+        std::fs::copy(&cmd.index, &moved).unwrap();
+        cmd.index = moved;
+        cmd.output = "/w2/n/5.o".into();
+        let b = prepare(&Job { command: crate::exec::Command::Backend(cmd), ..j }, &f, &[]).unwrap();
         assert_eq!(a.action_digest, b.action_digest);
         // But content does.
         std::fs::write(t.path().join("src/linux/init/main.o"), "changed").unwrap();

@@ -473,7 +473,7 @@ impl RemoteExecutor {
         if let Some(check) = &job.check {
             check.check(&data, &output).map_err(|why| RemoteError::other(format!("unusable remote result: {why}")))?;
         }
-        let dest = &job.outputs[0];
+        let dest = job.command.output().ok_or_else(|| RemoteError::other("a job without an output"))?;
         std::fs::write(dest, &data).map_err(|e| RemoteError {
             msg: format!("{}: {e}", dest.display()),
             retry: false,
@@ -494,7 +494,7 @@ impl RemoteExecutor {
     /// this toolchain (or with another build of it at the same path) is
     /// found before its failures look like compile errors.
     fn check_toolchain(&self, job: &Job) -> Result<(), String> {
-        let program = job.argv.first().map(OsString::as_os_str).unwrap_or_default();
+        let program = job.command.program();
         let (path, id, local_version) =
             self.facts.compilers.get(Path::new(program), || compiler_identity(program, &self.facts.cwd))?;
         self.toolchains.get(&path, || {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::plan::backend::BackendCommand;
 
 fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
     let map: HashMap<String, OsString> = pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
@@ -163,17 +164,14 @@ fn unreachable_server_falls_back_to_local_and_stops_trying() {
     let exec = RemoteExecutor::new(settings, t.path().to_path_buf(), local.clone(), Slots::counting(1), scan).unwrap();
     let idx = t.path().join("idx");
     let job = |id| Job {
-        id,
-        label: "m.o".into(),
-        argv: ["true", &format!("-fthinlto-index={}", idx.display()), "-o", "/out.o", "m.o"]
-            .iter()
-            .map(OsString::from)
-            .collect(),
-        inputs: vec!["m.o".into(), idx.clone()],
-        outputs: vec!["/out.o".into()],
-        weight: 0,
-        install: None,
-        check: None,
+        command: crate::exec::Command::Backend(BackendCommand {
+            compiler: "true".into(),
+            index: idx.clone(),
+            bitcode: "m.o".into(),
+            output: "/out.o".into(),
+            ..Default::default()
+        }),
+        ..Job::plain(id, "m.o", vec![])
     };
     let out = exec.run(&job(0)).unwrap();
     assert_eq!(out.ran_on, "local");

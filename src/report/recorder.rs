@@ -273,16 +273,7 @@ mod tests {
     use std::time::Duration;
 
     fn job(id: usize, label: &str, weight: u64) -> Job {
-        Job {
-            id,
-            label: label.into(),
-            argv: vec![],
-            inputs: vec![],
-            outputs: vec![],
-            weight,
-            install: None,
-            check: None,
-        }
+        Job { weight, ..Job::plain(id, label, vec![]) }
     }
 
     fn outcome(id: usize, ran_on: &'static str) -> JobOutcome {

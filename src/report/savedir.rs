@@ -48,6 +48,7 @@ use crate::args::{rsp, ArgKind, CommandLine, InputRef, OptId};
 use crate::exec::shell_quote;
 use crate::kbuild::cmd_file_for;
 use crate::paths::normalize;
+use crate::plan::backend::BackendCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
 
 pub const ENV: &str = "KDTHIN_SAVE_DIR";
@@ -166,15 +167,13 @@ impl SaveDir {
         self.with(|st| st.save_thin_link_outputs(dist));
     }
 
-    /// One backend command (argv[0] is the compiler).
-    pub fn backend(&self, argv: &[OsString]) {
+    /// One backend command, as it runs.
+    pub fn backend(&self, command: &BackendCommand) {
         self.with(|st| {
-            if let Some(cc) = argv.first() {
-                st.compilers.insert(cc.clone());
-            }
+            st.compilers.insert(command.compiler.clone());
             let heading = if st.backends_seen { "" } else { "backends" };
             st.backends_seen = true;
-            st.command(heading, argv)
+            st.command(heading, &command.argv())
         });
     }
 
