@@ -10,6 +10,7 @@ use crate::exec::scheduler::{self, Event, RunSummary};
 use crate::exec::slots::{Chosen, JobsSource, Slots};
 use crate::exec::{local::LocalExecutor, Executor, Job};
 use crate::remote::{self, RemoteExecutor};
+use crate::settings::BackendSettings;
 
 pub struct Backends {
     pub cache: Option<Arc<Cache>>,
@@ -23,28 +24,18 @@ pub struct Backends {
     cwd: PathBuf,
 }
 
-fn slots_from_env() -> Chosen {
-    Slots::from_env(std::env::var("MAKEFLAGS").ok().as_deref(), std::env::var("KDTHIN_JOBS").ok().as_deref())
-}
-
 impl Backends {
-    /// Everything from the environment. Remote jobs take no CPU slot: they
-    /// get counting slots of their own, and the local slots go to the
-    /// remote executor for the jobs that fall back.
-    pub fn from_env(cwd: &Path) -> Backends {
-        Self::with_cache(cwd, Cache::open(&cache::CacheSettings::from_env()).map(Arc::new))
-    }
-
-    /// [`Backends::from_env`] with the cache already open (the link driver
-    /// opens it early for the link memo; one cache per link shares the
-    /// file hashes).
-    pub fn with_cache(cwd: &Path, cache: Option<Arc<Cache>>) -> Backends {
-        let Chosen { slots, source, warning, note } = slots_from_env();
+    /// Remote jobs take no CPU slot: they get counting slots of their own,
+    /// and the local slots go to the remote executor for the jobs that
+    /// fall back. `cache` is open already (the link driver opens it early
+    /// for the whole-link cache; one cache per link shares the file hashes).
+    pub fn with_cache(settings: &BackendSettings, cwd: &Path, cache: Option<Arc<Cache>>) -> Backends {
+        let Chosen { slots, source, warning, note } = settings.slots();
         if let Some(w) = warning {
             eprintln!("kdthin-ld: warning: {w}");
         }
         let local = Arc::new(LocalExecutor::new());
-        let (remote, slots) = remote_executor(cwd, &local, slots);
+        let (remote, slots) = remote_executor(settings, cwd, &local, slots);
         Backends { cache, remote, local, slots, source, note, cwd: cwd.to_path_buf() }
     }
 
@@ -71,8 +62,13 @@ impl Backends {
 
 /// The REAPI executor when `KDTHIN_REMOTE` is set and usable, with the
 /// slots to schedule by: remote ones if so, else the local ones unchanged.
-fn remote_executor(cwd: &Path, local: &Arc<LocalExecutor>, local_slots: Slots) -> (Option<RemoteExecutor>, Slots) {
-    let Some(settings) = remote::RemoteSettings::from_env() else { return (None, local_slots) };
+fn remote_executor(
+    backend: &BackendSettings,
+    cwd: &Path,
+    local: &Arc<LocalExecutor>,
+    local_slots: Slots,
+) -> (Option<RemoteExecutor>, Slots) {
+    let Some(settings) = backend.remote.clone() else { return (None, local_slots) };
     let scan: remote::IncbinScan = Arc::new(|p: &Path| cache::incbin_files(p).map_err(|e| e.0));
     let made = settings.and_then(|s| {
         let jobs = s.jobs;
@@ -82,7 +78,7 @@ fn remote_executor(cwd: &Path, local: &Arc<LocalExecutor>, local_slots: Slots) -
         Ok((r, jobs)) => (Some(r), Slots::counting(jobs)),
         Err(e) => {
             eprintln!("kdthin-ld: warning: {e}; running backends locally");
-            (None, slots_from_env().slots)
+            (None, backend.slots().slots)
         }
     }
 }

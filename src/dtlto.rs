@@ -21,10 +21,13 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use crate::backends::Backends;
+use crate::cache::{Cache, CacheSettings};
+use crate::env::Env;
 use crate::exec::verify::{machine_of_triple, NativeCheck};
 use crate::exec::{shell_quote, Command, Job, JobError};
 use crate::kbuild::compile::CompileCommand;
 use crate::plan::backend::BackendCommand;
+use crate::settings::BackendSettings;
 
 #[derive(Debug, Deserialize)]
 pub struct JobList {
@@ -112,14 +115,16 @@ pub fn plan(list: &JobList, own_flags: &dyn Fn(&Path) -> Option<CompileCommand>)
 }
 
 /// `kdthin distribute JOBS.json`: run every job; 0 when all succeeded.
-pub fn run(json_path: &Path) -> Result<i32> {
+pub fn run(env: &Env, json_path: &Path) -> Result<i32> {
     let text = std::fs::read_to_string(json_path).with_context(|| format!("{}: cannot read", json_path.display()))?;
     let list = parse(&text).with_context(|| json_path.display().to_string())?;
     let own = |obj: &Path| crate::kbuild::compile::lookup(obj).ok();
     let jobs = plan(&list, &own)?;
     crate::exec::signals::install();
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let backends = Backends::from_env(&cwd);
+    let cwd = env.cwd.as_deref().context("cannot read the current directory")?;
+    let settings = BackendSettings::from_env(env);
+    let cache = Cache::open(&CacheSettings::from_env(env)).map(Arc::new);
+    let backends = Backends::with_cache(&settings, cwd, cache);
     let summary = backends.run(&jobs, &|_| {});
     crate::exec::signals::park_if_cancelled();
     let mut failed = false;

@@ -14,51 +14,21 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::args::{ArgKind, CommandLine, OptId};
 use crate::backends::Backends;
-use crate::cache::{Cache, CacheSettings};
+use crate::cache::Cache;
+use crate::env::Env;
 use crate::exec::{self, shell_quote, Job, JobError};
 use crate::input::{self, FileKind};
 use crate::kbuild;
 use crate::link_memo::Memo;
 use crate::plan::{self, DistPlan, FileFacts, FinalSubst, NewMember, Origin, Passthrough, Plan};
 use crate::private_dir;
-use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder, ReportSettings};
+use crate::report::{names, savedir::SaveDir, summary::Jobs, LinkRecorder};
+use crate::settings::Settings;
 use crate::thin_archive;
 use crate::toolchain::{self, find_real_ld, LookupEnv};
 
-/// Environment knobs, read once.
-#[derive(Clone, Debug, Default)]
-pub struct Settings {
-    pub verbose: bool,
-    pub save_temps: bool,
-    pub silent: bool,
-    /// Values that were neither on nor off, for a distributed link to
-    /// print (a passthrough link stays silent).
-    pub warnings: Vec<String>,
-}
-
-impl Settings {
-    pub fn from_env() -> Self {
-        let mut warnings = vec![];
-        let var = |k: &str| std::env::var_os(k);
-        let kbuild_verbose = std::env::var("KBUILD_VERBOSE").is_ok_and(|v| v.contains('1'));
-        Settings {
-            verbose: crate::switch::get("KDTHIN_VERBOSE", false, var, &mut warnings) || kbuild_verbose,
-            save_temps: crate::switch::get("KDTHIN_SAVE_TEMPS", false, var, &mut warnings),
-            silent: make_is_silent(std::env::var("MAKEFLAGS").ok().as_deref()),
-            warnings,
-        }
-    }
-}
-
-/// `make -s` puts `s` in the first word of MAKEFLAGS (single-letter flags).
-pub fn make_is_silent(makeflags: Option<&str>) -> bool {
-    let Some(first) = makeflags.and_then(|f| f.split_whitespace().next()) else { return false };
-    !first.starts_with("--") && first.trim_start_matches('-').contains('s')
-}
-
 pub fn main() -> i32 {
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    match run(argv) {
+    match run(Env::capture()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kdthin-ld: error: {e:#}");
@@ -67,21 +37,24 @@ pub fn main() -> i32 {
     }
 }
 
-fn run(argv: Vec<OsString>) -> Result<i32> {
-    let self_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    let lookup = LookupEnv::from_process();
+fn run(mut env: Env) -> Result<i32> {
+    let argv = std::mem::take(&mut env.args);
+    let self_exe = env.self_exe.clone();
+    let lookup = LookupEnv::from_env(&env);
     let real_ld = find_real_ld(&lookup, &self_exe)?;
     // Every child learns which kdthin-ld runs above it: one that is itself
     // a kdthin-ld (two installed as ld.lld) then skips us, so no chain of
     // them loops. Still one thread here, so changing the environment is safe.
-    std::env::set_var(toolchain::CHAIN_VAR, lookup.chain_with(&self_exe));
+    let chain = lookup.chain_with(&self_exe);
+    std::env::set_var(toolchain::CHAIN_VAR, &chain);
+    env.set(toolchain::CHAIN_VAR, chain);
     if !lookup.chain.is_empty() {
         // Another kdthin-ld ran us as its real linker: be that linker, not
         // a second distributor of its thin-link or final link.
         return exec_real(&real_ld, &argv);
     }
-    let settings = Settings::from_env();
-    let reporting = ReportSettings::from_env(settings.silent, settings.verbose);
+    let settings = Settings::from_env(&env);
+    let reporting = settings.report.clone();
 
     // Anything we cannot read or parse goes to ld.lld unchanged: it is the
     // authority on bad command lines and missing inputs, and its messages
@@ -93,12 +66,12 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
     let output = cl.value_of(OptId::Output).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("a.out"));
     // Named now (planning is pure), created only if the link distributes.
     let work = work_dir_for(&output, &private_dir::unique_suffix());
-    let index_dir = index_dir_for(&work);
+    let index_dir = index_dir_for(&work, &settings);
     let plan = plan::plan(&cl, &inputs, &facts, &work, &index_dir);
     // KDTHIN_SAVE_DIR: a replayable copy of every link that has bitcode.
     let save = match &plan {
         Plan::Passthrough(Passthrough::NoBitcode) => SaveDir::none(),
-        _ => SaveDir::from_env(&output, &real_ld),
+        _ => SaveDir::new(&settings.save, &output, &real_ld),
     };
     save.inputs(&argv, &cl, &inputs, &facts);
     match plan {
@@ -124,15 +97,17 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             // directory): a signal must clean them up rather than kill us
             // between creating one and registering it.
             exec::signals::install();
+            let cwd = env.cwd.as_deref().context("cannot read the current directory")?;
             // Broken TLS settings for remote execution stop the link before
             // any work (remote::preflight), rather than letting every link
             // fall back to local with a warning. Links without bitcode
             // never read them: passthrough stays a plain exec.
-            crate::remote::preflight().map_err(|e| anyhow!(e))?;
+            crate::remote::preflight(&env).map_err(|e| anyhow!(e))?;
             // Each bitcode object's own compile flags. Any object without
             // usable ones means the whole link stays in-process: a backend
             // with guessed flags could silently differ.
-            let compiles = match recover_compiles(&dist, &output, settings.verbose) {
+            let parent = kbuild::ParentRecipe::new(&env.parent, &argv);
+            let compiles = match recover_compiles(&dist, &output, &parent, settings.verbose) {
                 Ok(c) => c,
                 Err(why) => {
                     eprintln!("kdthin-ld: {}: linking in-process: {why}", output.display());
@@ -144,10 +119,10 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
             let rec = LinkRecorder::new(&output, &real_ld, reporting);
             // One cache per link: the memo key and the backend keys share
             // its file hashes.
-            let cache = Cache::open(&CacheSettings::from_env()).map(Arc::new);
+            let cache = Cache::open(&settings.cache).map(Arc::new);
             let memo = match &cache {
                 Some(_) if save.is_active() || settings.save_temps => Err("the link is being saved".to_string()),
-                Some(c) => Memo::prepare(c, &real_ld, &cl, &inputs, &facts, &dist, &compiles),
+                Some(c) => Memo::prepare(c, &settings, cwd, &real_ld, &cl, &inputs, &facts, &dist, &compiles),
                 None => Err("the cache is off".to_string()),
             };
             let memo = memo
@@ -158,6 +133,7 @@ fn run(argv: Vec<OsString>) -> Result<i32> {
                 })
                 .ok();
             let link = Link {
+                cwd,
                 real_ld: &real_ld,
                 argv: &argv,
                 cl: &cl,
@@ -215,13 +191,13 @@ pub fn work_dir_for(output: &Path, unique: &str) -> PathBuf {
 /// small files that live for one link cost far less on tmpfs (0.12 s
 /// instead of 0.33 s for a tinyconfig thin-link on ext4). Named
 /// `kdthin.<name>.<unique>` after the work directory.
-pub fn index_dir_for(work: &Path) -> PathBuf {
+pub fn index_dir_for(work: &Path, settings: &Settings) -> PathBuf {
     let name = work.file_name().unwrap_or(OsStr::new(".tmp_kdthin")).to_string_lossy();
     let name = format!("kdthin{}", name.trim_start_matches(".tmp_kdthin"));
-    if let Some(dir) = std::env::var_os("KDTHIN_TMPDIR").filter(|d| !d.is_empty()) {
-        return Path::new(&dir).join(name);
+    if let Some(dir) = &settings.tmpdir {
+        return dir.join(name);
     }
-    let candidates = [std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), Some(PathBuf::from("/dev/shm"))];
+    let candidates = [settings.runtime_dir.clone(), Some(PathBuf::from("/dev/shm"))];
     candidates
         .into_iter()
         .flatten()
@@ -233,10 +209,10 @@ pub fn index_dir_for(work: &Path) -> PathBuf {
 /// Creates the index directory, private and locked for this link (see
 /// [`private_dir`]). In a shared directory, first removes what killed
 /// links left there.
-fn create_index_dir(dir: &Path, work: &Path) -> Result<private_dir::InUse> {
+fn create_index_dir(dir: &Path, work: &Path, settings: &Settings) -> Result<private_dir::InUse> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     if !dir.starts_with(work) {
-        if std::env::var_os("KDTHIN_TMPDIR").is_some_and(|d| !d.is_empty()) {
+        if settings.tmpdir.is_some() {
             // The user named this directory: it may be made.
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("KDTHIN_TMPDIR={}: cannot create", parent.display()))?;
@@ -286,16 +262,16 @@ fn cmd_object(m: &plan::Module) -> PathBuf {
 fn recover_compiles(
     dist: &DistPlan,
     output: &Path,
+    parent: &kbuild::ParentRecipe,
     verbose: bool,
 ) -> Result<Vec<kbuild::compile::CompileCommand>, String> {
-    let parent = kbuild::ParentRecipe::new();
     let mut from_cmd_files = 0;
     let compiles = dist
         .modules
         .iter()
         .map(|m| {
             let obj = cmd_object(m);
-            let (cc, source) = kbuild::recover(&obj, &parent).map_err(|e| format!("{}: {e}", obj.display()))?;
+            let (cc, source) = kbuild::recover(&obj, parent).map_err(|e| format!("{}: {e}", obj.display()))?;
             match source {
                 kbuild::Source::CmdFile(_) => from_cmd_files += 1,
                 kbuild::Source::Recipe { .. } if verbose => {
@@ -386,6 +362,8 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
 
 /// Everything one distributed link needs, decided before it starts.
 struct Link<'a> {
+    /// The working directory: where backends run.
+    cwd: &'a Path,
     real_ld: &'a Path,
     /// The original argv, for a fallback to in-process.
     argv: &'a [OsString],
@@ -437,7 +415,7 @@ fn distribute(link: &Link) -> Result<i32> {
             return exec_real(real_ld, argv);
         }
     };
-    let in_use = match create_index_dir(&dist.index_dir, &dist.work) {
+    let in_use = match create_index_dir(&dist.index_dir, &dist.work, settings) {
         Ok(l) => l,
         Err(e) => {
             exec::signals::park_if_cancelled();
@@ -614,8 +592,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
     }
     drop(compiles);
     let by_id: HashMap<usize, &Job> = jobs.iter().map(|j| (j.id, j)).collect();
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let backends = Backends::with_cache(&cwd, link.cache.clone());
+    let backends = Backends::with_cache(&settings.backends, link.cwd, link.cache.clone());
     if let Some(note) = &backends.note {
         if settings.verbose {
             eprintln!("kdthin-ld: {note}");
@@ -689,7 +666,7 @@ fn distribute_in(link: &Link) -> Result<Outcome> {
 
     // 3. Archives that held bitcode become thin archives of native objects.
     for na in &dist.new_archives {
-        write_thin_archive(&na.path, &na.members, &own)?;
+        write_thin_archive(link.cwd, &na.path, &na.members, &own)?;
     }
 
     // 4. The original command, this link's natives substituted in place,
@@ -862,17 +839,17 @@ fn install_native(from: &Path, to: &Path) -> Result<()> {
     result.with_context(|| format!("{}: cannot write", to.display()))
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
-        Ok(p.to_path_buf())
+        p.to_path_buf()
     } else {
-        Ok(std::env::current_dir()?.join(p))
+        cwd.join(p)
     }
 }
 
 /// A thin archive of native objects with a symbol table, in the work dir.
 /// `own` holds the natives of the modules the thin-link used.
-fn write_thin_archive(path: &Path, members: &[NewMember], own: &HashMap<usize, PathBuf>) -> Result<()> {
+fn write_thin_archive(cwd: &Path, path: &Path, members: &[NewMember], own: &HashMap<usize, PathBuf>) -> Result<()> {
     let mut list = Vec::with_capacity(members.len());
     for m in members {
         let p = match m {
@@ -884,7 +861,7 @@ fn write_thin_archive(path: &Path, members: &[NewMember], own: &HashMap<usize, P
                 None => continue,
             },
         };
-        let name = absolute(p)?.to_string_lossy().into_owned();
+        let name = absolute(cwd, p).to_string_lossy().into_owned();
         list.push(thin_archive::Member::from_file(p, name).with_context(|| format!("{}: cannot read", p.display()))?);
     }
     if let Some(d) = path.parent() {

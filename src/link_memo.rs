@@ -25,6 +25,7 @@ use crate::cache::{Cache, Key, LinkKeyInputs, ModuleInputs};
 use crate::exec::verify::NativeCheck;
 use crate::kbuild::compile::CompileCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
+use crate::settings::Settings;
 
 /// Options a memoised link may have: they read no file but its inputs and
 /// write none but its output. (`-T` scripts are inputs and hashed.)
@@ -134,8 +135,11 @@ pub const ENV_OFF: &str = "KDTHIN_LINK_CACHE";
 
 impl Memo {
     /// The memo entry this link would use, or why there is none.
+    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         cache: &Arc<Cache>,
+        settings: &Settings,
+        cwd: &Path,
         real_ld: &Path,
         cl: &CommandLine,
         inputs: &[InputRef],
@@ -143,16 +147,11 @@ impl Memo {
         dist: &DistPlan,
         compiles: &[CompileCommand],
     ) -> Result<Memo, String> {
-        let mut warnings = vec![];
-        let on = crate::switch::get(ENV_OFF, true, |k| std::env::var_os(k), &mut warnings);
-        for w in warnings {
-            eprintln!("kdthin-ld: warning: {w}");
-        }
-        if !on {
+        if !settings.link_cache {
             return Err(format!("{ENV_OFF}=off"));
         }
         // ld.lld writes a tarball of its inputs there: a memo hit would not.
-        if std::env::var_os("LLD_REPRODUCE").is_some_and(|v| !v.is_empty()) {
+        if settings.lld_reproduce {
             return Err("LLD_REPRODUCE is set".into());
         }
         if let Some(why) = blocker(cl) {
@@ -161,7 +160,6 @@ impl Memo {
         if !dist.extract.is_empty() {
             return Err("bitcode in a regular archive".into());
         }
-        let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
         let argv = cl.render_flat(&mut |_, _| None);
         let mut files: Vec<PathBuf> = Vec::new();
         for i in inputs {
@@ -177,7 +175,7 @@ impl Memo {
             .map(|(m, cc)| ModuleInputs { bitcode: &m.path, compiler: &cc.compiler, flags: &cc.flags })
             .collect();
         let key = cache
-            .link_key(real_ld, &LinkKeyInputs { cwd: &cwd, argv: &argv, files: &files, modules: &modules })
+            .link_key(real_ld, &LinkKeyInputs { cwd, argv: &argv, files: &files, modules: &modules })
             .map_err(|e| e.0)?;
         Ok(Memo { cache: cache.clone(), key })
     }

@@ -34,12 +34,12 @@ pub struct LookupEnv {
 }
 
 impl LookupEnv {
-    pub fn from_process() -> Self {
+    pub fn from_env(env: &crate::env::Env) -> Self {
         LookupEnv {
-            kdthin_ld: std::env::var_os("KDTHIN_LD").filter(|v| !v.is_empty()),
-            cc: std::env::var_os("CC").filter(|v| !v.is_empty()),
-            path: std::env::var_os("PATH"),
-            chain: std::env::var_os(CHAIN_VAR).map(|c| std::env::split_paths(&c).collect()).unwrap_or_default(),
+            kdthin_ld: env.nonempty("KDTHIN_LD").map(|v| v.to_os_string()),
+            cc: env.nonempty("CC").map(|v| v.to_os_string()),
+            path: env.var_os("PATH"),
+            chain: env.var(CHAIN_VAR).map(|c| std::env::split_paths(c).collect()).unwrap_or_default(),
         }
     }
 

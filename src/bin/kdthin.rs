@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 
 use kdthin::cache::{self, CacheSettings};
+use kdthin::env::Env;
 use kdthin::exec::slots::{Chosen, JobsSource, Slots};
-use kdthin::link::Settings;
+use kdthin::settings::Settings;
 use kdthin::toolchain::{find_real_ld, LookupEnv};
 
 const USAGE: &str = "\
@@ -85,7 +86,7 @@ fn parse(args: &[OsString]) -> Result<Command, Usage> {
 }
 
 /// Runs a command line; returns the exit status.
-fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+fn run(args: &[OsString], env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let command = match parse(args) {
         Ok(c) => c,
         Err(Usage(msg)) => {
@@ -93,7 +94,7 @@ fn run(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return 2;
         }
     };
-    match execute(command, out) {
+    match execute(command, env, out) {
         Ok(true) => 0,
         Ok(false) => 1,
         // The reader went away (`kdthin cache stats | head -1`): it has
@@ -111,29 +112,29 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Ok(false): the command ran but found a problem it has already printed.
-fn execute(command: Command, out: &mut dyn Write) -> Result<bool> {
+fn execute(command: Command, env: &Env, out: &mut dyn Write) -> Result<bool> {
     match command {
         Command::Version => writeln!(out, "kdthin {}", env!("CARGO_PKG_VERSION"))?,
         Command::Help => out.write_all(USAGE.as_bytes())?,
-        Command::Config => return config(out),
+        Command::Config => return config(env, out),
         Command::Report(path) => out.write_all(kdthin::report::summarize(&path)?.as_bytes())?,
         Command::Distribute(path) => {
             // Broken TLS settings stop it before it starts, as they stop kdthin-ld.
-            kdthin::remote::preflight().map_err(|e| anyhow!(e))?;
-            return Ok(kdthin::dtlto::run(&path)? == 0);
+            kdthin::remote::preflight(env).map_err(|e| anyhow!(e))?;
+            return Ok(kdthin::dtlto::run(env, &path)? == 0);
         }
         Command::CacheStats => {
-            let settings = cache_settings()?;
+            let settings = cache_settings(env)?;
             let stats = cache::stats(&settings).context("cannot read the cache")?;
             write!(out, "{stats}")?;
         }
         Command::CacheClear => {
-            let settings = cache_settings()?;
+            let settings = cache_settings(env)?;
             cache::clear(&settings).context("cannot clear the cache")?;
             writeln!(out, "cleared {}", display_opt(settings.dir.as_deref()))?;
         }
         Command::CacheZeroStats => {
-            let settings = cache_settings()?;
+            let settings = cache_settings(env)?;
             cache::zero_stats(&settings).context("cannot reset the cache counts")?;
             writeln!(out, "cache counts reset")?;
         }
@@ -145,16 +146,16 @@ fn execute(command: Command, out: &mut dyn Write) -> Result<bool> {
 // Everything `kdthin` knows about the cache goes through these few calls
 // into `kdthin::cache` (CacheSettings::from_env, stats, clear, zero_stats).
 
-fn cache_settings() -> Result<CacheSettings> {
-    let s = CacheSettings::from_env();
+fn cache_settings(env: &Env) -> Result<CacheSettings> {
+    let s = CacheSettings::from_env(env);
     if s.dir.is_none() {
         return Err(anyhow!("no cache directory: set KDTHIN_CACHE_DIR or HOME"));
     }
     Ok(s)
 }
 
-fn cache_config_lines(out: &mut dyn Write) -> io::Result<()> {
-    let s = CacheSettings::from_env();
+fn cache_config_lines(env: &Env, out: &mut dyn Write) -> io::Result<()> {
+    let s = CacheSettings::from_env(env);
     let size = if s.max_size == 0 { "no size limit".to_string() } else { format!("limit {}", bytes(s.max_size)) };
     let state = if s.enabled { "on" } else { "off (KDTHIN_CACHE)" };
     writeln!(out, "{:<16}{state}, {}, {size}", "cache", display_opt(s.dir.as_deref()))?;
@@ -166,21 +167,20 @@ fn cache_config_lines(out: &mut dyn Write) -> io::Result<()> {
 // ---- end of cache hook --------------------------------------------------
 
 /// What kdthin-ld would decide in this environment, one line per setting.
-fn config(out: &mut dyn Write) -> Result<bool> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+fn config(env: &Env, out: &mut dyn Write) -> Result<bool> {
+    let var = |k: &str| env.nonempty(k).and_then(|v| v.to_str()).map(str::to_string);
     writeln!(out, "{:<16}{}", "kdthin-ld", env!("CARGO_PKG_VERSION"))?;
 
     // kdthin-ld skips itself when looking for ld.lld (it may be installed
     // under that name): look from its point of view, beside us.
-    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kdthin"));
-    let shim = me.with_file_name("kdthin-ld");
-    let env = LookupEnv::from_process();
-    let how = match (&env.kdthin_ld, &env.cc) {
+    let shim = env.self_exe.with_file_name("kdthin-ld");
+    let lookup = LookupEnv::from_env(env);
+    let how = match (&lookup.kdthin_ld, &lookup.cc) {
         (Some(ld), _) => format!("KDTHIN_LD={}", ld.to_string_lossy()),
         (None, Some(cc)) => format!("from CC={}", cc.to_string_lossy()),
         (None, None) => "from PATH (CC is unset)".to_string(),
     };
-    let found = find_real_ld(&env, &shim);
+    let found = find_real_ld(&lookup, &shim);
     match &found {
         Ok(ld) => writeln!(out, "{:<16}{}  ({how})", "real ld.lld", ld.display())?,
         Err(e) => writeln!(out, "{:<16}NOT FOUND: {e:#}", "real ld.lld")?,
@@ -202,7 +202,7 @@ fn config(out: &mut dyn Write) -> Result<bool> {
     }
     drop(slots);
 
-    let s = Settings::from_env();
+    let s = Settings::from_env(env);
     let yes = |b: bool| if b { "yes" } else { "no" };
     writeln!(out, "{:<16}{}  (KDTHIN_VERBOSE, KBUILD_VERBOSE)", "verbose", yes(s.verbose))?;
     writeln!(out, "{:<16}{}  (KDTHIN_SAVE_TEMPS)", "save temps", yes(s.save_temps))?;
@@ -215,7 +215,7 @@ fn config(out: &mut dyn Write) -> Result<bool> {
     let report =
         var("KDTHIN_REPORT").map_or("off  (KDTHIN_REPORT)".to_string(), |p| format!("{p}, one JSON line per link"));
     writeln!(out, "{:<16}{report}", "report")?;
-    cache_config_lines(out)?;
+    cache_config_lines(env, out)?;
     Ok(found.is_ok())
 }
 
@@ -233,8 +233,8 @@ fn bytes(n: u64) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let code = run(&args, &mut io::stdout().lock(), &mut io::stderr().lock());
+    let env = Env::capture();
+    let code = run(&env.args, &env, &mut io::stdout().lock(), &mut io::stderr().lock());
     ExitCode::from(code)
 }
 
@@ -248,7 +248,7 @@ mod tests {
 
     fn run_words(words: &[&str]) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(&args(words), &mut out, &mut err);
+        let code = run(&args(words), &Env::capture(), &mut out, &mut err);
         (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
@@ -268,7 +268,7 @@ mod tests {
     fn a_closed_stdout_is_a_quiet_exit() {
         for words in [&["version"][..], &["help"], &["config"]] {
             let mut err = Vec::new();
-            let code = run(&args(words), &mut ClosedPipe, &mut err);
+            let code = run(&args(words), &Env::capture(), &mut ClosedPipe, &mut err);
             assert_eq!((code, String::from_utf8(err).unwrap()), (0, String::new()), "{words:?}");
         }
         // Other write errors still are errors.
@@ -282,7 +282,7 @@ mod tests {
             }
         }
         let mut err = Vec::new();
-        assert_eq!(run(&args(&["version"]), &mut Full, &mut err), 1);
+        assert_eq!(run(&args(&["version"]), &Env::capture(), &mut Full, &mut err), 1);
         assert!(String::from_utf8(err).unwrap().contains("kdthin: error:"));
     }
 
@@ -326,7 +326,8 @@ mod tests {
     fn non_utf8_argument_is_a_usage_error() {
         use std::os::unix::ffi::OsStringExt;
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(&[OsString::from("report"), OsString::from_vec(vec![0xff])], &mut out, &mut err);
+        let code =
+            run(&[OsString::from("report"), OsString::from_vec(vec![0xff])], &Env::capture(), &mut out, &mut err);
         assert_eq!(code, 2);
     }
 

@@ -30,6 +30,7 @@ use std::time::UNIX_EPOCH;
 
 use super::bitcode::inline_asm;
 use super::embed::{embedded_files, Embeds};
+use crate::env::ToolEnv;
 use crate::plan::backend::{named_files, BackendCommand};
 
 pub type Hash = [u8; 32];
@@ -203,8 +204,8 @@ impl CompilerId {
     /// reinstalled clang changes them), its `--version` output (a new
     /// package version, even when only its shared libLLVM changed), and
     /// `CCC_OVERRIDE_OPTIONS`, which edits every clang command line.
-    pub fn probe(program: &OsStr) -> io::Result<CompilerId> {
-        let resolved = resolve_in_path(program).ok_or_else(|| {
+    pub fn probe(program: &OsStr, tools: &ToolEnv) -> io::Result<CompilerId> {
+        let resolved = tools.resolve(program).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", Path::new(program).display()))
         })?;
         let resolved = resolved.canonicalize()?;
@@ -220,7 +221,7 @@ impl CompilerId {
         h.field("size", &md.len().to_le_bytes());
         h.field("mtime", &mtime.as_nanos().to_le_bytes());
         h.field("version", &stdout);
-        h.field("ccc-override", std::env::var_os("CCC_OVERRIDE_OPTIONS").unwrap_or_default().as_bytes());
+        h.field("ccc-override", tools.ccc_override.as_deref().unwrap_or_default().as_bytes());
         let first = String::from_utf8_lossy(&stdout).lines().next().unwrap_or("").to_string();
         Ok(CompilerId { digest: h.finish(), description: format!("{} ({first})", resolved.display()) })
     }
@@ -245,16 +246,6 @@ fn run_version(program: &OsStr) -> io::Result<(std::process::ExitStatus, Vec<u8>
         r?;
     }
     Ok((status, stdout))
-}
-
-fn resolve_in_path(program: &OsStr) -> Option<PathBuf> {
-    let p = Path::new(program);
-    if program.as_bytes().contains(&b'/') {
-        return Some(p.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(p))
-        .find(|c| std::fs::metadata(c).is_ok_and(|m| m.is_file()))
 }
 
 /// What a bitcode file contributes to a key.

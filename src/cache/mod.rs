@@ -49,12 +49,15 @@ pub struct CacheSettings {
     pub max_size: u64,
     /// A setting we could not use, to print when the cache opens.
     pub warning: Option<String>,
+    /// What a compiler's identity depends on besides its binary.
+    pub tools: crate::env::ToolEnv,
 }
 
 impl CacheSettings {
-    pub fn from_env() -> CacheSettings {
-        let cwd = std::env::current_dir().ok();
-        Self::from_vars(|k| std::env::var_os(k), cwd.as_deref())
+    pub fn from_env(env: &crate::env::Env) -> CacheSettings {
+        let mut s = Self::from_vars(|k| env.var_os(k), env.cwd.as_deref());
+        s.tools = crate::env::ToolEnv::from_env(env);
+        s
     }
 
     /// From a variable lookup; `cwd` anchors a relative `KDTHIN_CACHE_DIR`
@@ -81,7 +84,7 @@ impl CacheSettings {
             }),
         };
         let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
-        CacheSettings { enabled, dir, max_size, warning }
+        CacheSettings { enabled, dir, max_size, warning, tools: crate::env::ToolEnv::default() }
     }
 }
 
@@ -155,6 +158,7 @@ pub struct Cache {
     /// its native is installed at: a whole-link entry records them, so a
     /// later hit can put those natives back (link_memo).
     keys: Mutex<HashMap<PathBuf, Key>>,
+    tools: crate::env::ToolEnv,
 }
 
 impl Cache {
@@ -191,6 +195,7 @@ impl Cache {
             counts: Counters::default(),
             broken: AtomicBool::new(false),
             keys: Mutex::new(HashMap::new()),
+            tools: settings.tools.clone(),
         }))
     }
 
@@ -248,7 +253,9 @@ impl Cache {
         // Held across the probe: the first backend thread runs `--version`,
         // the others wait for its answer instead of running their own.
         let mut map = self.compilers.lock().unwrap_or_else(|e| e.into_inner());
-        let id = map.entry(program.to_os_string()).or_insert_with(|| CompilerId::probe(program).ok().map(Arc::new));
+        let id = map
+            .entry(program.to_os_string())
+            .or_insert_with(|| CompilerId::probe(program, &self.tools).ok().map(Arc::new));
         id.clone().ok_or_else(|| NotCacheable(format!("cannot identify the compiler {}", Path::new(program).display())))
     }
 

@@ -378,17 +378,17 @@ fn real_compiler_identity() {
     if !have(CLANG) {
         return;
     }
-    let id = CompilerId::probe(CLANG.as_ref()).unwrap();
+    let id = CompilerId::probe(CLANG.as_ref(), &tools()).unwrap();
     assert!(id.description.contains("clang version"), "{}", id.description);
-    let again = CompilerId::probe(CLANG.as_ref()).unwrap();
+    let again = CompilerId::probe(CLANG.as_ref(), &tools()).unwrap();
     assert_eq!(id.digest, again.digest);
     let path = Command::new("sh").args(["-c", &format!("command -v {CLANG}")]).output().unwrap().stdout;
     let path = String::from_utf8(path).unwrap();
     // Another spelling of the same binary: still the driver's name
     // decides its mode, so the identity differs only if the name does.
-    let by_path = CompilerId::probe(path.trim().as_ref()).unwrap();
+    let by_path = CompilerId::probe(path.trim().as_ref(), &tools()).unwrap();
     assert_eq!(by_path.digest, id.digest);
-    assert!(CompilerId::probe("kdthin-no-such-compiler".as_ref()).is_err());
+    assert!(CompilerId::probe("kdthin-no-such-compiler".as_ref(), &tools()).is_err());
 }
 
 /// The assumptions behind the key, checked on a real thin-link: a backend's
@@ -444,8 +444,13 @@ fn real_backend_facts() {
 
 // ---- the store ----
 
+/// The test process's PATH: where the real compilers are.
+fn tools() -> crate::env::ToolEnv {
+    crate::env::ToolEnv { path: std::env::var_os("PATH"), ccc_override: None }
+}
+
 fn settings(dir: &Path, max: u64) -> CacheSettings {
-    CacheSettings { enabled: true, dir: Some(dir.to_path_buf()), max_size: max, warning: None }
+    CacheSettings { enabled: true, dir: Some(dir.to_path_buf()), max_size: max, warning: None, tools: tools() }
 }
 
 /// A key in shard `shard` (its first hex digit), distinct by `n`.
@@ -835,7 +840,13 @@ fn settings_from_environment() {
     let s = CacheSettings::from_vars(vars(&[("HOME", "/home/u")]), cwd);
     assert_eq!(
         s,
-        CacheSettings { enabled: true, dir: Some("/home/u/.cache/kdthin".into()), max_size: 5 << 30, warning: None }
+        CacheSettings {
+            enabled: true,
+            dir: Some("/home/u/.cache/kdthin".into()),
+            max_size: 5 << 30,
+            warning: None,
+            tools: Default::default()
+        }
     );
     let s = CacheSettings::from_vars(vars(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/xdg")]), cwd);
     assert_eq!(s.dir, Some("/xdg/kdthin".into()));

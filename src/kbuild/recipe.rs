@@ -21,6 +21,7 @@
 //! in-process, as it would without this.
 
 use std::cell::OnceCell;
+use std::ffi::OsString;
 use std::path::Path;
 
 use super::compile::{same_object, CompileCommand};
@@ -165,9 +166,12 @@ pub fn script_of_cmdline(cmdline: &[u8]) -> Result<String, String> {
     not_a_shell()
 }
 
-/// The recipe script of the shell that runs kdthin-ld, read on first use.
+/// The recipe script of the shell that runs kdthin-ld, taken apart on
+/// first use. The parent's command line and ours arrive as data
+/// ([`crate::env::Env`]).
 pub struct ParentRecipe {
     recipe: OnceCell<Result<Recipe, String>>,
+    parent: Option<(i32, Result<Vec<u8>, String>, Vec<OsString>)>,
 }
 
 /// A script and the arguments of the link it runs.
@@ -180,27 +184,30 @@ pub struct Recipe {
     pub link_args: Vec<String>,
 }
 
-impl Default for ParentRecipe {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ParentRecipe {
-    pub fn new() -> ParentRecipe {
-        ParentRecipe { recipe: OnceCell::new() }
+    /// From the parent process as [`crate::env::Env`] captured it, and
+    /// this link's arguments (without the program name).
+    pub fn new(parent: &crate::env::Parent, link_args: &[OsString]) -> ParentRecipe {
+        ParentRecipe { recipe: OnceCell::new(), parent: Some((parent.pid, parent.cmdline.clone(), link_args.to_vec())) }
     }
 
     /// A fixed recipe (or reason there is none), for tests.
     pub fn with(recipe: Result<Recipe, String>) -> ParentRecipe {
-        ParentRecipe { recipe: OnceCell::from(recipe) }
+        ParentRecipe { recipe: OnceCell::from(recipe), parent: None }
     }
 
     /// The compile of `obj` in the recipe running this link. The error is
     /// a phrase that starts with what it is about ("the recipe running this
     /// link (sh, pid 12) does not compile lib/x.o").
     pub fn compile_of(&self, obj: &Path) -> Result<(CompileCommand, &Recipe), String> {
-        let recipe = self.recipe.get_or_init(read_parent).as_ref().map_err(Clone::clone)?;
+        let recipe = self
+            .recipe
+            .get_or_init(|| match &self.parent {
+                Some((pid, cmdline, args)) => recipe_of(*pid, cmdline, args),
+                None => Err("no parent process".into()),
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
         compile_in_script(&recipe.script, &recipe.link_args, obj)
             .map(|cc| (cc, recipe))
             .map_err(|why| format!("the recipe running this link ({}) {why}", recipe.origin))
@@ -208,18 +215,15 @@ impl ParentRecipe {
 }
 
 /// Our parent's script and our arguments.
-fn read_parent() -> Result<Recipe, String> {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    let ppid = unsafe { libc::getppid() };
+fn recipe_of(ppid: i32, cmdline: &Result<Vec<u8>, String>, args: &[OsString]) -> Result<Recipe, String> {
     let parent = |why: String| format!("the parent process of this link (pid {ppid}) is {why}");
-    let cmdline = std::fs::read(format!("/proc/{ppid}/cmdline"))
-        .map_err(|e| parent(format!("unknown: /proc/{ppid}/cmdline: {e}")))?;
-    let script = script_of_cmdline(&cmdline).map_err(parent)?;
-    let link_args = std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(|_| "this link has an argument that is not valid UTF-8".to_string())?;
+    let cmdline = cmdline.as_ref().map_err(|e| parent(format!("unknown: {e}")))?;
+    let script = script_of_cmdline(cmdline).map_err(parent)?;
+    let link_args = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_string))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(|| "this link has an argument that is not valid UTF-8".to_string())?;
     let shell = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     let shell = String::from_utf8_lossy(shell.rsplit(|&b| b == b'/').next().unwrap_or(shell)).into_owned();
     Ok(Recipe { origin: format!("{shell}, pid {ppid}"), script, link_args })
@@ -428,11 +432,24 @@ mod tests {
         assert!(none.compile_of(Path::new("x.o")).unwrap_err().ends_with("is not a shell"));
     }
 
-    /// In this test process, the parent is whatever ran `cargo test`: read
-    /// for real, it is either not a shell script or does not run this link.
+    /// The parent arrives as data: a shell running a script, one that is
+    /// not a shell, one whose command line could not be read.
     #[test]
-    fn parent_of_a_test_is_no_recipe() {
-        let err = ParentRecipe::new().compile_of(Path::new("x.o")).unwrap_err();
-        assert!(err.contains("pid"), "{err}");
+    fn recipe_from_the_captured_parent() {
+        let link: Vec<OsString> = ld_args().into_iter().map(OsString::from).collect();
+        let mut cmdline = b"/bin/sh\0-c\0".to_vec();
+        cmdline.extend_from_slice(R612.as_bytes());
+        cmdline.push(0);
+        let sh = crate::env::Parent { pid: 12, cmdline: Ok(cmdline) };
+        let parent = ParentRecipe::new(&sh, &link);
+        let (cc, recipe) = parent.compile_of(Path::new(OBJ)).unwrap();
+        assert_eq!(recipe.origin, "sh, pid 12");
+        assert!(has(&cc, "-mcmodel=kernel"), "{cc:?}");
+        let make = crate::env::Parent { pid: 3, cmdline: Ok(b"make\0-j2\0".to_vec()) };
+        let err = ParentRecipe::new(&make, &link).compile_of(Path::new(OBJ)).unwrap_err();
+        assert!(err.contains("pid 3"), "{err}");
+        let gone = crate::env::Parent { pid: 4, cmdline: Err("/proc/4/cmdline: No such file".into()) };
+        let err = ParentRecipe::new(&gone, &link).compile_of(Path::new(OBJ)).unwrap_err();
+        assert!(err.contains("/proc/4/cmdline"), "{err}");
     }
 }

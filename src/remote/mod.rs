@@ -77,18 +77,22 @@ pub struct RemoteSettings {
     /// Where "this endpoint is down" is shared with the build's other
     /// links (see [`verdict`]); None: not shared.
     pub state_dir: Option<PathBuf>,
+    /// PATH (the compiler's absolute path for the worker) and
+    /// `CCC_OVERRIDE_OPTIONS` (passed on: it edits every clang command).
+    pub tools: crate::env::ToolEnv,
 }
 
 impl RemoteSettings {
     /// The settings `KDTHIN_REMOTE*` ask for: None when remote execution
     /// is off, `Err` when they are wrong (the caller warns and runs
     /// locally).
-    pub fn from_env() -> Option<Result<RemoteSettings, String>> {
-        Self::from_vars(|k| std::env::var_os(k))
+    pub fn from_env(env: &crate::env::Env) -> Option<Result<RemoteSettings, String>> {
+        Self::from_vars(|k| env.var_os(k))
     }
 
     /// None when `KDTHIN_REMOTE` is unset or empty.
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Option<Result<RemoteSettings, String>> {
+        let tools = crate::env::ToolEnv { path: var("PATH"), ccc_override: var("CCC_OVERRIDE_OPTIONS") };
         let get = getter(var);
         let url = get("KDTHIN_REMOTE")?;
         Some((|| {
@@ -112,6 +116,7 @@ impl RemoteSettings {
                 jobs,
                 log: get("KDTHIN_REMOTE_LOG").map(PathBuf::from),
                 state_dir: verdict::state_dir(&get),
+                tools: tools.clone(),
             })
         })())
     }
@@ -124,8 +129,8 @@ impl RemoteSettings {
 /// `grpc://`, any of them set is an error. Nothing to check when remote
 /// execution is off, and other mistakes in `KDTHIN_REMOTE*` are left to
 /// the link (a warning, then local backends).
-pub fn preflight() -> Result<(), String> {
-    preflight_vars(|k| std::env::var_os(k))
+pub fn preflight(env: &crate::env::Env) -> Result<(), String> {
+    preflight_vars(|k| env.var_os(k))
 }
 
 /// [`preflight`] with the variables from `var`.
@@ -237,6 +242,7 @@ struct LocalFacts {
     incbins: Memo<Result<Vec<PathBuf>, String>>,
     scan: IncbinScan,
     compilers: Memo<Result<Compiler, String>>,
+    tools: crate::env::ToolEnv,
 }
 
 impl action::Facts for LocalFacts {
@@ -250,29 +256,29 @@ impl action::Facts for LocalFacts {
         self.incbins.get(&self.cwd.join(bitcode), || (self.scan)(bitcode))
     }
     fn compiler(&self, program: &OsStr) -> Result<(PathBuf, String), String> {
-        self.compilers.get(Path::new(program), || compiler_identity(program, &self.cwd)).map(|(p, id, _)| (p, id))
+        self.compilers
+            .get(Path::new(program), || compiler_identity(program, &self.cwd, &self.tools))
+            .map(|(p, id, _)| (p, id))
     }
     fn cwd(&self) -> &Path {
         &self.cwd
     }
     fn env(&self) -> Vec<(String, String)> {
         // Edits every clang command line: the worker must see it too.
-        std::env::var("CCC_OVERRIDE_OPTIONS")
-            .ok()
-            .map(|v| vec![("CCC_OVERRIDE_OPTIONS".to_string(), v)])
-            .unwrap_or_default()
+        let ccc = self.tools.ccc_override.as_ref().and_then(|v| v.to_str());
+        ccc.map(|v| vec![("CCC_OVERRIDE_OPTIONS".to_string(), v.to_string())]).unwrap_or_default()
     }
 }
 
 /// The compiler's absolute path (as found in PATH, not canonicalised:
 /// clang's driver mode follows its name) and identity: SHA-256 of the
 /// resolved binary's canonical path and its `--version` output.
-fn compiler_identity(program: &OsStr, cwd: &Path) -> Result<Compiler, String> {
+fn compiler_identity(program: &OsStr, cwd: &Path, tools: &crate::env::ToolEnv) -> Result<Compiler, String> {
     let p = Path::new(program);
     let path = if p.as_os_str().to_string_lossy().contains('/') {
         cwd.join(p)
     } else {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        std::env::split_paths(tools.path.as_deref().unwrap_or_default())
             .map(|d| d.join(p))
             .find(|c| std::fs::metadata(c).is_ok_and(|m| m.is_file()))
             .ok_or_else(|| format!("{}: not found in PATH", p.display()))?
@@ -362,6 +368,7 @@ impl RemoteExecutor {
         };
         let verdicts = Verdicts::new(settings.state_dir.as_deref(), &settings.url);
         let down_elsewhere = verdicts.down();
+        let tools = settings.tools.clone();
         Ok(RemoteExecutor {
             down: AtomicBool::new(down_elsewhere.is_some()),
             down_elsewhere,
@@ -369,7 +376,7 @@ impl RemoteExecutor {
             settings,
             rt: Some(rt),
             client,
-            facts: LocalFacts { cwd, digests: Memo::new(), incbins: Memo::new(), scan, compilers: Memo::new() },
+            facts: LocalFacts { cwd, digests: Memo::new(), incbins: Memo::new(), scan, compilers: Memo::new(), tools },
             local,
             local_slots,
             toolchains: Memo::new(),
@@ -495,8 +502,10 @@ impl RemoteExecutor {
     /// found before its failures look like compile errors.
     fn check_toolchain(&self, job: &Job) -> Result<(), String> {
         let program = job.command.program();
-        let (path, id, local_version) =
-            self.facts.compilers.get(Path::new(program), || compiler_identity(program, &self.facts.cwd))?;
+        let (path, id, local_version) = self
+            .facts
+            .compilers
+            .get(Path::new(program), || compiler_identity(program, &self.facts.cwd, &self.facts.tools))?;
         self.toolchains.get(&path, || {
             let mut last = String::new();
             for _ in 0..ATTEMPTS {

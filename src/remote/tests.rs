@@ -157,8 +157,13 @@ fn unreachable_server_falls_back_to_local_and_stops_trying() {
     for f in ["m.o", "idx"] {
         std::fs::write(t.path().join(f), f).unwrap();
     }
-    let settings =
-        RemoteSettings::from_vars(vars(&[("KDTHIN_REMOTE", &format!("grpc://127.0.0.1:{port}"))])).unwrap().unwrap();
+    let settings = RemoteSettings::from_vars(vars(&[
+        ("KDTHIN_REMOTE", &format!("grpc://127.0.0.1:{port}")),
+        // The compiler ("true") is found in the settings' PATH.
+        ("PATH", &std::env::var("PATH").unwrap()),
+    ]))
+    .unwrap()
+    .unwrap();
     let local = Arc::new(FakeLocal(AtomicU64::new(0)));
     let scan: IncbinScan = Arc::new(|_| Ok(vec![]));
     let exec = RemoteExecutor::new(settings, t.path().to_path_buf(), local.clone(), Slots::counting(1), scan).unwrap();

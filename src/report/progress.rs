@@ -35,10 +35,10 @@ pub fn progress_enabled(stderr_is_tty: bool, ci_env: Option<&str>, make_silent: 
 }
 
 /// stderr is a terminal that understands `ESC [ K` (not `TERM=dumb`).
-pub fn stderr_is_tty() -> bool {
+pub fn stderr_is_tty(term: Option<&str>) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
-    tty && std::env::var("TERM").map_or(true, |t| t != "dumb")
+    tty && term != Some("dumb")
 }
 
 /// The columns of the terminal on stderr, if it is one.

@@ -32,12 +32,12 @@ pub struct ReportSettings {
 
 impl ReportSettings {
     /// `make_silent` and `verbose` as the link's `Settings` decided them.
-    pub fn from_env(make_silent: bool, verbose: bool) -> ReportSettings {
-        let path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    pub fn from_env(env: &crate::env::Env, make_silent: bool, verbose: bool) -> ReportSettings {
+        let path = |k: &str| env.nonempty(k).map(PathBuf::from);
         ReportSettings {
             trace: path("KDTHIN_TRACE"),
             report: path("KDTHIN_REPORT"),
-            progress: progress_enabled(stderr_is_tty(), std::env::var("CI").ok().as_deref(), make_silent, verbose),
+            progress: progress_enabled(stderr_is_tty(env.str("TERM")), env.str("CI"), make_silent, verbose),
         }
     }
 }

@@ -50,6 +50,7 @@ use crate::kbuild::cmd_file_for;
 use crate::paths::normalize;
 use crate::plan::backend::BackendCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
+use crate::settings::SaveSettings;
 
 pub const ENV: &str = "KDTHIN_SAVE_DIR";
 
@@ -106,6 +107,10 @@ struct State {
     real_ld: PathBuf,
     /// The link's directory, absolute.
     cwd: PathBuf,
+    /// The variables a replay sets.
+    env: Vec<(String, OsString)>,
+    /// `CC`, for the versions file when no backend ran.
+    cc: String,
     map: PathMap,
     /// Destinations already written.
     copied: HashSet<PathBuf>,
@@ -130,11 +135,11 @@ impl SaveDir {
     /// From `KDTHIN_SAVE_DIR`: creates `dir/<output name>.<pid>` (a relative
     /// `dir` is taken from the link's directory). Inactive when unset, or
     /// (after a warning) when the directory cannot be made.
-    pub fn from_env(output: &Path, real_ld: &Path) -> SaveDir {
-        let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) else {
+    pub fn new(settings: &SaveSettings, output: &Path, real_ld: &Path) -> SaveDir {
+        let Some(dir) = &settings.dir else {
             return SaveDir::none();
         };
-        match State::create(Path::new(&dir), output, real_ld) {
+        match State::create(settings, Path::new(dir), output, real_ld) {
             Ok(st) => SaveDir { state: Mutex::new(Some(st)) },
             Err(e) => {
                 warn(output, &e);
@@ -236,8 +241,8 @@ fn temp_dirs(dist: &DistPlan) -> Vec<(OsString, &'static str)> {
 }
 
 impl State {
-    fn create(dir: &Path, output: &Path, real_ld: &Path) -> Result<State> {
-        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    fn create(settings: &SaveSettings, dir: &Path, output: &Path, real_ld: &Path) -> Result<State> {
+        let cwd = settings.cwd.clone().context("cannot read the current directory")?;
         let dir = cwd.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         let name = output.file_name().unwrap_or(OsStr::new("a.out")).to_string_lossy().into_owned();
@@ -261,6 +266,8 @@ impl State {
             output: output.to_path_buf(),
             real_ld: real_ld.to_path_buf(),
             cwd,
+            env: settings.env.clone(),
+            cc: settings.cc.clone(),
             map: PathMap::default(),
             copied: HashSet::new(),
             temp_dirs: Vec::new(),
@@ -313,10 +320,10 @@ impl State {
         }
         write(&self.root.join("argv.txt"), &argv_txt)?;
         let replay: Vec<OsString> = argv.iter().map(|a| self.map.rewrite(a)).collect();
-        let env = recorded_env();
-        write_exec(&self.root.join("run-with"), &run_with(&self.cwd, &self.map.sub, &self.output, &env, &replay))?;
+        let env = &self.env;
+        write_exec(&self.root.join("run-with"), &run_with(&self.cwd, &self.map.sub, &self.output, env, &replay))?;
         let mut env_txt = String::from("# The environment of the original link (see run-with for what it sets).\n");
-        for (k, v) in &env {
+        for (k, v) in env {
             env_txt.push_str(&format!("{k}={}\n", q(v)));
         }
         write(&self.root.join("env.txt"), &env_txt)?;
@@ -412,8 +419,8 @@ impl State {
         tools.extend(self.compilers.iter().cloned());
         if self.compilers.is_empty() {
             // No backend ran: the compiler kbuild uses.
-            let cc = std::env::var("CC").unwrap_or_default();
-            let clang = cc.split_whitespace().find(|w| w.rsplit('/').next().is_some_and(|n| n.starts_with("clang")));
+            let clang =
+                self.cc.split_whitespace().find(|w| w.rsplit('/').next().is_some_and(|n| n.starts_with("clang")));
             tools.push(clang.unwrap_or("clang").into());
         }
         for t in &tools {
@@ -637,10 +644,12 @@ fn quote_with_vars(tok: &OsStr, vars: &[(&[u8], &str)]) -> String {
 }
 
 /// `CC`, `KDTHIN_*` (but this one) and the few others that matter, sorted.
-fn recorded_env() -> Vec<(String, OsString)> {
-    let mut v: Vec<(String, OsString)> = std::env::vars_os()
+pub fn recorded_env(env: &crate::env::Env) -> Vec<(String, OsString)> {
+    let mut v: Vec<(String, OsString)> = env
+        .vars()
         .filter_map(|(k, val)| {
-            let k = k.into_string().ok()?;
+            let k = k.to_str()?.to_string();
+            let val = val.to_os_string();
             let keep = (k.starts_with("KDTHIN_") && k != ENV && k != crate::toolchain::CHAIN_VAR)
                 || RECORDED_ENV.contains(&k.as_str());
             keep.then_some((k, val))
