@@ -5,10 +5,13 @@
 //!   escaping.
 //! - [`shell`]: split the recorded shell command into the compiler's argv.
 //! - [`compile`]: pick the compile apart and build the backend command.
+//! - [`clang_options`]: the tables of clang options both of those (and
+//!   the remote action builder) read.
 //! - [`recipe`]: when the `.cmd` file is missing or stale (a single-object
 //!   module is linked inside its compile recipe, before kbuild writes it),
 //!   find the compile in the script of the recipe running the link.
 
+pub mod clang_options;
 pub mod cmdfile;
 pub mod compile;
 pub mod recipe;

@@ -46,6 +46,7 @@ use prost::Message;
 use sha2::{Digest as _, Sha256};
 
 use crate::exec::Job;
+use crate::kbuild::clang_options::PREPROCESSOR_VALUE;
 use crate::plan::backend::{named_files, BackendCommand};
 
 /// Directory (inside the working directory) for the relocated index, the
@@ -57,24 +58,6 @@ const TOP: &str = "work";
 const INDEX: &str = ".kdthin-remote/index.thinlto.bc";
 /// Bump when the meaning of an action changes: old results are not reused.
 const SALT: &[u8] = b"kdthin-backend-action-1";
-
-/// Options whose (separate) value a `-x ir` compile never reads.
-const PREPROCESSOR_OPTS: &[&str] = &[
-    "-I",
-    "-MF",
-    "-MQ",
-    "-MT",
-    "-idirafter",
-    "-imacros",
-    "-include",
-    "-include-pch",
-    "-iprefix",
-    "-iquote",
-    "-isysroot",
-    "-isystem",
-    "-iwithprefix",
-    "-iwithprefixbefore",
-];
 
 /// Why a job is not sent to the remote: it runs locally instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -344,7 +327,7 @@ pub fn prepare(job: &Job, facts: &dyn Facts, platform: &[(String, String)]) -> R
             if arg.starts_with(b"@") {
                 return Err(NotRemotable("response file in the backend command".into()));
             }
-            if prev.is_some_and(|p| PREPROCESSOR_OPTS.iter().any(|o| p == *o)) {
+            if prev.is_some_and(|p| PREPROCESSOR_VALUE.iter().any(|o| p == *o)) {
                 out.push(flag.clone());
                 prev = Some(flag);
                 continue;
