@@ -14,6 +14,7 @@
 #   make kernel-matrix  every kernel/LLVM combination; writes docs/KERNEL-MATRIX.md
 #   make bench          benchmarks (bench/run); writes docs/BENCHMARKS.md
 #   make install        see mk/install.mk (PREFIX, DESTDIR, BINDIR, MANDIR)
+#   make deb            a Debian package (mk/deb.sh), in target/deb
 #
 # The kernel targets install what they need with apt (sudo when not root) and
 # work in $(KDTHIN_KERNEL_WORK) (default /var/tmp/kdthin-kernels); see the

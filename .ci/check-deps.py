@@ -44,7 +44,7 @@ rm rmdir mkdir mv cp ln ls chmod chown touch install readlink realpath basename
 dirname head tail wc tee tr cut sort uniq comm paste join od cmp diff sha256sum
 sha1sum md5sum stat date id uname nohup setsid flock script stty tty find
 xargs grep egrep fgrep sed awk mawk tar gzip gunzip zcat perl which tput
-mountpoint du df seq yes expr sync getconf dpkg dpkg-query apt-get apt-cache
+mountpoint du df seq yes expr sync getconf dpkg dpkg-query dpkg-deb apt-get apt-cache
 sudo
 """.split())
 
@@ -327,7 +327,7 @@ def make_uses(path, text):
 def shell_sources():
     for p in files(".ci", lambda p: p.endswith(".sh") or os.path.basename(p) == "run"):
         yield p
-    yield os.path.join(ROOT, "mk", "deps.sh")
+    yield from files("mk", lambda p: p.endswith(".sh"))
     yield os.path.join(ROOT, "kernel-fixtures", "kernel.sh")
     yield from files("kernel-fixtures/mini", lambda p: p.endswith(".sh"))
 

@@ -9,6 +9,8 @@
 #                       registry cache, exactly the versions in Cargo.lock
 #   make repro-check    build twice in different directories, compare the
 #                       binaries byte for byte
+#   make deb            a Debian package of what install installs, in
+#                       $(DEB_DIR) (mk/deb.sh; tested by .ci/check-deb.sh)
 #
 # Variables (GNU conventions): PREFIX (/usr/local), DESTDIR (staging root,
 # for packagers), BINDIR ($(PREFIX)/bin), MANDIR ($(PREFIX)/share/man).
@@ -31,8 +33,9 @@ KDTHIN_PROGRAMS := kdthin-ld kdthin
 KDTHIN_MAN1 := docs/kdthin-ld.1 docs/kdthin.1
 KDTHIN_RELEASE_DIR = $(abspath $(CARGO_TARGET_DIR))/release
 KDTHIN_VENDOR_CONFIG := vendor/config.toml
+DEB_DIR ?= $(abspath $(CARGO_TARGET_DIR))/deb
 
-.PHONY: install install-build uninstall vendor offline-build repro-check
+.PHONY: install install-build uninstall vendor offline-build repro-check deb
 
 # cargo does nothing when the binaries are up to date, so `make build` as a
 # user followed by `sudo make install` compiles nothing as root.
@@ -46,6 +49,9 @@ install: install-build
 uninstall:
 	rm -f $(foreach p,$(KDTHIN_PROGRAMS),$(DESTDIR)$(BINDIR)/$(p)) \
 	      $(foreach m,$(KDTHIN_MAN1),$(DESTDIR)$(MAN1DIR)/$(notdir $(m)))
+
+deb:
+	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) mk/deb.sh $(DEB_DIR)
 
 # `cargo vendor` prints the source replacement that points at vendor/.
 vendor:
