@@ -51,6 +51,7 @@ checks: deps build
 	.ci/check-deps.py
 	.ci/check-man.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-install.sh
+	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-deb.sh
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-offline.sh
 	$(MAKE) repro-check
 
