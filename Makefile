@@ -56,11 +56,18 @@ checks: deps build
 	$(MAKE) repro-check
 
 # cargo test first: it is quick and fails fast. The real kernels are linked
-# by the binary as installed into a DESTDIR, as a packager would ship it.
+# by the binary as installed into a DESTDIR, as a packager would ship it;
+# with DEB=1 (CI) by the kdthin-ld of the .deb, installed with apt-get and
+# found on PATH as LD=kdthin-ld, the way the package's users run it; it is
+# purged again afterwards, pass or fail (.ci/check-deb.sh --with).
 STAGE := $(abspath $(CARGO_TARGET_DIR))/stage
 test: cargo-test checks
+ifeq ($(DEB),1)
+	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) .ci/check-deb.sh --with $(MAKE) kernel-test KDTHIN_BIN=kdthin-ld
+else
 	$(MAKE) install DESTDIR=$(STAGE) PREFIX=/usr
 	$(MAKE) kernel-test KDTHIN_BIN=$(STAGE)/usr/bin/kdthin-ld
+endif
 
 kernel-test: build
 	$(KERNEL_SH) test

@@ -50,7 +50,9 @@
 # reference's like modpost's, and an arm64 build simply has none.
 #
 # Environment:
-#   KDTHIN_BIN               kdthin-ld to test (default: target/release/kdthin-ld)
+#   KDTHIN_BIN               kdthin-ld to test (default: target/release/kdthin-ld);
+#                            a bare name (kdthin-ld: the installed package's) is
+#                            looked up on PATH, and kbuild gets LD=<name> as given
 #   KDTHIN_KERNEL_WORK       work folder (default /var/tmp/kdthin-kernels): sources,
 #                            build trees, logs; reused between runs, never committed
 #   KDTHIN_KERNEL_SRC_6_12   use this extracted source tree for 6.12 instead of
@@ -304,8 +306,8 @@ setup_build() {
 	KMAKE=(env "KDTHIN_CACHE_DIR=$CACHE" make -j"$JOBS" "ARCH=$K_ARCH" "LLVM=-$llvm" "V=$KV")
 	case $kind in
 	ref) KMAKE+=(-C "$SRC" "O=$OBJ") ;;
-	kdthin) KMAKE+=(-C "$SRC" "O=$OBJ" "LD=$KDTHIN") ;;
-	intree) KMAKE+=(-C "$OBJ" "LD=$KDTHIN") ;;
+	kdthin) KMAKE+=(-C "$SRC" "O=$OBJ" "LD=$KDTHIN_LD_ARG") ;;
+	intree) KMAKE+=(-C "$OBJ" "LD=$KDTHIN_LD_ARG") ;;
 	*) fail "unknown build kind $kind" ;;
 	esac
 }
@@ -826,8 +828,16 @@ run_specs() {
 }
 
 preflight() {
-	[[ -x $KDTHIN ]] || fail "$KDTHIN: not built (make build, or set KDTHIN_BIN)"
-	KDTHIN=$(readlink -f "$KDTHIN")
+	if [[ $KDTHIN == */* ]]; then
+		[[ -x $KDTHIN ]] || fail "$KDTHIN: not built (make build, or set KDTHIN_BIN)"
+		KDTHIN=$(readlink -f "$KDTHIN")
+		KDTHIN_LD_ARG=$KDTHIN
+	else
+		# As a user of the package writes it: kbuild runs LD=kdthin-ld from PATH.
+		KDTHIN_LD_ARG=$KDTHIN
+		KDTHIN=$(command -v "$KDTHIN_LD_ARG") || fail "KDTHIN_BIN=$KDTHIN_LD_ARG: not on PATH ($PATH)"
+		KDTHIN=$(readlink -f "$KDTHIN")
+	fi
 	ensure_packages "${BASE_PACKAGES[@]}"
 	mkdir -p "$WORK"
 	# Two runs in one work folder would delete each other's build trees.
