@@ -8,7 +8,7 @@
 //! - [`exec`]: side effects: jobserver, parallel backend jobs, signals.
 //! - [`remote`]: backends as REAPI actions on a remote execution service.
 //! - [`toolchain`]: locate the real ld.lld.
-//! - [`link`]: drives one distributed link end to end.
+//! - [`driver`]: drives one link end to end, in stages.
 
 // Writing to a closed stderr or stdout must not turn a failure into an
 // abort: std's eprintln!/println! panic when the write fails ("failed
@@ -33,15 +33,12 @@ macro_rules! println {
 }
 
 pub mod args;
-pub mod backends;
 pub mod cache;
-pub mod dtlto;
+pub mod driver;
 pub mod env;
 pub mod exec;
 pub mod input;
 pub mod kbuild;
-pub mod link;
-pub mod link_memo;
 pub mod paths;
 pub mod plan;
 pub mod private_dir;

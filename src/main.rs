@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(kdthin::link::main());
+    std::process::exit(kdthin::driver::main());
 }

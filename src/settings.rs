@@ -93,7 +93,7 @@ impl Settings {
             silent,
             report: ReportSettings::from_env(env, silent, verbose),
             cache: CacheSettings::from_env(env),
-            link_cache: switch::get(crate::link_memo::ENV_OFF, true, var, &mut warnings),
+            link_cache: switch::get(crate::driver::whole_link::ENV_OFF, true, var, &mut warnings),
             lld_reproduce: env.nonempty("LLD_REPRODUCE").is_some(),
             backends: BackendSettings::from_env(env),
             save: SaveSettings {

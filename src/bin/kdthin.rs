@@ -121,7 +121,7 @@ fn execute(command: Command, env: &Env, out: &mut dyn Write) -> Result<bool> {
         Command::Distribute(path) => {
             // Broken TLS settings stop it before it starts, as they stop kdthin-ld.
             kdthin::remote::preflight(env).map_err(|e| anyhow!(e))?;
-            return Ok(kdthin::dtlto::run(env, &path)? == 0);
+            return Ok(kdthin::driver::dtlto::run(env, &path)? == 0);
         }
         Command::CacheStats => {
             let settings = cache_settings(env)?;

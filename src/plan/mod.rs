@@ -7,6 +7,8 @@
 
 pub mod backend;
 pub mod codegen;
+pub mod fallback;
+pub mod final_link;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -15,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::args::{Arg, ArgKind, CommandLine, InputRef, OptId};
 use crate::input::{Archive, FileKind};
+pub use fallback::Fallback;
 
 /// Why a link goes straight to ld.lld.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +32,7 @@ pub enum Passthrough {
     /// of natives fails on it.) Silent but with KDTHIN_VERBOSE.
     SharedObject,
     /// Something we cannot reproduce faithfully; printed as one line.
-    Unsupported(String),
+    Unsupported(Fallback),
 }
 
 impl fmt::Display for Passthrough {
@@ -134,7 +137,7 @@ pub enum Plan {
 }
 
 fn unsupported(why: impl Into<String>) -> Plan {
-    Plan::Passthrough(Passthrough::Unsupported(why.into()))
+    Plan::Passthrough(Passthrough::Unsupported(Fallback::CommandLine(why.into())))
 }
 
 /// Is this input a bitcode file or an archive holding bitcode?
@@ -357,4 +360,4 @@ pub fn native_beside(obj: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::input::{Archive, Member};
 
-fn os(v: &[&str]) -> Vec<OsString> {
+pub(crate) fn os(v: &[&str]) -> Vec<OsString> {
     v.iter().map(OsString::from).collect()
 }
 
@@ -22,13 +22,13 @@ fn thin(path: &str, members: &[(&str, FileKind)]) -> (PathBuf, FileFacts) {
     (path.into(), FileFacts::Archive(a))
 }
 
-fn plan_for(argv: &[&str], facts: Vec<(PathBuf, FileFacts)>) -> Plan {
+pub(crate) fn plan_for(argv: &[&str], facts: Vec<(PathBuf, FileFacts)>) -> Plan {
     let cl = CommandLine::parse(&os(argv)).unwrap();
     let inputs = cl.inputs().unwrap();
     plan(&cl, &inputs, &facts.into_iter().collect(), Path::new("/w"), Path::new("/w/idx"))
 }
 
-const BC: FileKind = FileKind::Bitcode;
+pub(crate) const BC: FileKind = FileKind::Bitcode;
 const ELF: FileKind = FileKind::Elf;
 
 const VMLINUX_O: &[&str] = &[
@@ -168,7 +168,10 @@ fn regular_archives_with_bitcode_are_extracted() {
 fn refuses_what_it_cannot_reproduce() {
     let bc = || vec![("a.o".into(), FileFacts::Plain(BC))];
     let reason = |argv: &[&str]| match plan_for(argv, bc()) {
-        Plan::Passthrough(Passthrough::Unsupported(why)) => why,
+        Plan::Passthrough(Passthrough::Unsupported(why)) => {
+            assert_eq!(why.category(), "command-line");
+            why.to_string()
+        }
         other => panic!("expected passthrough for {argv:?}, got {other:?}"),
     };
     assert!(reason(&["-o", "x", "a.o", "--thinlto-index-only=l"]).contains("thinlto-index-only"));
@@ -218,7 +221,9 @@ fn non_ascii_bitcode_paths_link_in_process() {
         vec![("\u{fc}/a.o".into(), FileFacts::Plain(BC)), ("b.o".into(), FileFacts::Plain(BC))],
     );
     match p {
-        Plan::Passthrough(Passthrough::Unsupported(why)) => assert!(why.contains("not an ASCII path"), "{why}"),
+        Plan::Passthrough(Passthrough::Unsupported(why)) => {
+            assert!(why.detail().contains("not an ASCII path"), "{why}")
+        }
         other => panic!("{other:?}"),
     }
 }

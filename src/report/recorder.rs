@@ -18,6 +18,7 @@ use super::summary::{BackendTime, LinkReport};
 use super::trace::{worker_lane, Trace, MAIN_LANE};
 use crate::exec::scheduler::{Event, Finish, RunSummary};
 use crate::exec::Job;
+use crate::plan::Fallback;
 
 /// What the environment asks for; read once, like the link's `Settings`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -94,7 +95,7 @@ impl LinkRecorder {
 
     /// A link that runs in-process in ld.lld from the start (we are about
     /// to exec it): one report line saying why. Nothing to trace.
-    pub fn passthrough(output: &Path, real_ld: &Path, reason: &str, settings: ReportSettings) {
+    pub fn passthrough(output: &Path, real_ld: &Path, reason: &Fallback, settings: ReportSettings) {
         let r = LinkRecorder::new(output, real_ld, ReportSettings { trace: None, ..settings });
         r.finish_in_process(reason);
     }
@@ -197,11 +198,11 @@ impl LinkRecorder {
 
     /// End of a link that goes on in-process in ld.lld (exec follows):
     /// the report says why, and the trace shows the time spent before.
-    pub fn finish_in_process(&self, reason: &str) {
+    pub fn finish_in_process(&self, reason: &Fallback) {
         self.write(None, Some(reason));
     }
 
-    fn write(&self, exit_code: Option<i32>, in_process: Option<&str>) {
+    fn write(&self, exit_code: Option<i32>, in_process: Option<&Fallback>) {
         self.clear_progress();
         let report = {
             let mut r = lock(&self.report);
@@ -209,6 +210,7 @@ impl LinkRecorder {
             r.self_max_rss_kib = self_max_rss_kib();
             if let Some(why) = in_process {
                 r.passthrough_reason = Some(why.to_string());
+                r.fallback_category = Some(why.category().to_string());
             }
             r.times.total = self.start.elapsed().as_secs_f64();
             r.set_slowest(std::mem::take(&mut lock(&self.backends).times));
@@ -391,9 +393,11 @@ mod tests {
     #[test]
     fn passthrough_writes_only_a_report_line() {
         let dir = tempfile::tempdir().unwrap();
-        LinkRecorder::passthrough(Path::new("mod/bar.o"), Path::new("ld.lld"), "no .cmd file", settings(dir.path()));
+        let why = Fallback::CompileFlags("no .cmd file".into());
+        LinkRecorder::passthrough(Path::new("mod/bar.o"), Path::new("ld.lld"), &why, settings(dir.path()));
         let reports = read_reports(&std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap()).unwrap();
         assert_eq!(reports[0].passthrough_reason.as_deref(), Some("no .cmd file"));
+        assert_eq!(reports[0].fallback_category.as_deref(), Some("compile-flags"));
         assert_eq!(reports[0].exit_code, None, "ld.lld's to tell");
         assert!(!dir.path().join("t.json").exists());
     }

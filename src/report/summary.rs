@@ -44,6 +44,8 @@ pub struct LinkReport {
     pub fallbacks: Vec<Fallback>,
     /// Set when the whole link ran in-process in ld.lld.
     pub passthrough_reason: Option<String>,
+    /// Its category ([`crate::plan::Fallback::category`]).
+    pub fallback_category: Option<String>,
     /// The [`SLOWEST`] slowest backends, slowest first.
     pub slowest_backends: Vec<BackendTime>,
     pub times: Times,
@@ -155,6 +157,8 @@ struct Row {
     /// `None` when the source does not say (traces).
     exit: Option<i32>,
     note: Option<String>,
+    /// Why it ran in-process, by category (reports only).
+    category: Option<String>,
 }
 
 /// Reads a report (JSON Lines) or a trace file and renders the per-link
@@ -192,6 +196,7 @@ fn from_reports(reports: &[LinkReport]) -> Tables {
             times: r.times.clone(),
             exit: r.exit_code,
             note: r.passthrough_reason.as_ref().map(|why| format!("in-process: {why}")),
+            category: r.passthrough_reason.as_ref().map(|_| r.fallback_category.clone().unwrap_or("other".into())),
         })
         .collect();
     let slowest =
@@ -297,6 +302,15 @@ fn render(rows: &[Row], slowest: &[(BackendTime, String)]) -> String {
     );
     if in_process > 0 {
         let _ = write!(out, ", {in_process} in-process");
+        // By category, when the source says (a report; a trace does not).
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in rows.iter().filter_map(|r| r.category.as_deref()) {
+            *by.entry(c).or_default() += 1;
+        }
+        if !by.is_empty() {
+            let parts: Vec<String> = by.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            let _ = write!(out, " ({})", parts.join(", "));
+        }
     }
     out.push_str("\n\n");
 
@@ -466,12 +480,16 @@ mod tests {
         report("mod/foo.o", 3).append_to(&path).unwrap();
         let mut pass = LinkReport::new(Path::new("mod/bar.o"), Path::new("ld.lld"));
         pass.passthrough_reason = Some("mod/bar.o: no .cmd file".into());
+        pass.fallback_category = Some("compile-flags".into());
         pass.times.total = 0.25;
         pass.append_to(&path).unwrap();
 
         let text = summarize(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "3 links, 33 modules, 31 compiled, 2 cache hits, 1 in-process", "{text}");
+        assert_eq!(
+            lines[0], "3 links, 33 modules, 31 compiled, 2 cache hits, 1 in-process (1 compile-flags)",
+            "{text}"
+        );
         assert!(lines[2].starts_with("link ") && lines[2].ends_with("exit"), "{text}");
         let vm = lines.iter().find(|l| l.starts_with("vmlinux.o")).unwrap();
         assert_eq!(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
-use crate::backends::Backends;
+use super::backends::Backends;
 use crate::cache::{Cache, CacheSettings};
 use crate::env::Env;
 use crate::exec::verify::{machine_of_triple, NativeCheck};
