@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crossbeam::channel;
+use crossbeam_channel as channel;
 
 use super::slots::{Slots, Token};
 use super::{signals, Executor, Job, JobError, JobOutcome};
