@@ -58,8 +58,8 @@ pub static LTO_OPTIONS: &[LtoOption] = &[
     row("lto-O", "optimization level of the LTO pipeline", Clang(&["-O{}"])),
     row("plugin-opt=O", "same as --lto-O", Clang(&["-O{}"])),
     row("lto-CGO", "codegen optimization level, apart from --lto-O", InProcess),
-    row("lto-sample-profile=", "AutoFDO sample profile for every backend", Clang(&["-fprofile-sample-use={}"])),
-    row("plugin-opt=sample-profile=", "same as --lto-sample-profile=", Clang(&["-fprofile-sample-use={}"])),
+    row("lto-sample-profile=", "AutoFDO sample profile for every backend", By(sample_profile)),
+    row("plugin-opt=sample-profile=", "same as --lto-sample-profile=", By(sample_profile)),
     row("lto-basic-block-sections=", "all, none, labels or a function list file (Propeller)", By(bb_sections)),
     row("lto-basic-block-address-map", "emits .llvm_bb_addr_map", Last { pair: "bb-addr-map", clang: &["-fbasic-block-address-map"] }),
     row("no-lto-basic-block-address-map", "lld's default", Last { pair: "bb-addr-map", clang: &[] }),
@@ -155,6 +155,29 @@ pub static LTO_OPTIONS: &[LtoOption] = &[
     row("plugin-opt=-", "same as -mllvm -X", By(plugin_mllvm)),
     row("plugin-opt=mcpu=", "the target CPU of every backend", By(target_cpu)),
 ];
+
+/// What turns off the profile inference (profi) that clang's driver adds
+/// to every `-fprofile-sample-use=` compile (clang 22's does, 19's does
+/// not); `-fno-sample-profile-use-profi` says the same, but clang 19 and
+/// older reject it.
+const NO_PROFI: [&str; 2] = ["-mllvm", "-sample-profile-use-profi=false"];
+
+/// `--lto-sample-profile=F`: in-process lld loads F with profi off
+/// (LLVM's default), clang's driver turns it on, and with profi a
+/// zero-count block really is zero, so -split-machine-functions moves it
+/// out (measured: `.text.split.` sections that ld.lld's output lacks).
+/// Profi goes off ahead of the link's other options, so that the link's
+/// own `-mllvm -sample-profile-use-profi`, if any, still wins.
+fn sample_profile(file: &str, out: &mut Vec<OsString>) -> Result<(), String> {
+    if file.is_empty() {
+        return Err("--lto-sample-profile= without a file".into());
+    }
+    if !out.windows(2).any(|w| w == NO_PROFI) {
+        out.splice(0..0, NO_PROFI.map(OsString::from));
+    }
+    out.push(format!("-fprofile-sample-use={file}").into());
+    Ok(())
+}
 
 /// `--lto-basic-block-sections=`: lld's values, as clang spells them.
 fn bb_sections(v: &str, out: &mut Vec<OsString>) -> Result<(), String> {

@@ -65,8 +65,9 @@ fn every_lto_option_is_translated_or_refused() {
 #[test]
 fn codegen_options_in_clang_spelling() {
     translates(&["--lto-O3", "-plugin-opt=O1"], &["-O3", "-O1"]);
-    translates(&["--lto-sample-profile=k.afdo"], &["-fprofile-sample-use=k.afdo"]);
-    translates(&["-plugin-opt=sample-profile=k.afdo"], &["-fprofile-sample-use=k.afdo"]);
+    let profile = ["-mllvm", "-sample-profile-use-profi=false", "-fprofile-sample-use=k.afdo"];
+    translates(&["--lto-sample-profile=k.afdo"], &profile);
+    translates(&["-plugin-opt=sample-profile=k.afdo"], &profile);
     translates(&["--lto-basic-block-sections=all"], &["-fbasic-block-sections=all"]);
     translates(&["--lto-basic-block-sections=none"], &["-fbasic-block-sections=none"]);
     translates(&["--lto-basic-block-sections=p_cc_profile.txt"], &["-fbasic-block-sections=list=p_cc_profile.txt"]);
@@ -100,6 +101,8 @@ fn kernel_autofdo_and_propeller_links() {
             "-plugin-opt=-split-machine-functions",
         ],
         &[
+            "-mllvm",
+            "-sample-profile-use-profi=false",
             "-fprofile-sample-use=/k/autofdo.prof",
             "-mllvm",
             "-enable-fs-discriminator=true",
@@ -113,6 +116,27 @@ fn kernel_autofdo_and_propeller_links() {
         &["--lto-basic-block-sections=/k/p_cc_profile.txt"],
         &["-fbasic-block-sections=list=/k/p_cc_profile.txt"],
     );
+}
+
+/// clang's driver turns profile inference on for every
+/// `-fprofile-sample-use=`; in-process lld leaves it off, and with it on
+/// -split-machine-functions split blocks that ld.lld's output kept.
+#[test]
+fn a_sample_profile_is_loaded_as_lld_loads_it() {
+    // Profi off once, ahead of the link's own -mllvm options (a later
+    // `-mllvm -sample-profile-use-profi` still turns it on, as in lld).
+    translates(
+        &["-mllvm", "-sample-profile-use-profi", "--lto-sample-profile=a.prof", "--lto-sample-profile=b.prof"],
+        &[
+            "-mllvm",
+            "-sample-profile-use-profi=false",
+            "-mllvm",
+            "-sample-profile-use-profi",
+            "-fprofile-sample-use=a.prof",
+            "-fprofile-sample-use=b.prof",
+        ],
+    );
+    in_process(&["--lto-sample-profile="], "--lto-sample-profile=");
 }
 
 #[test]
