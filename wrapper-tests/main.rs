@@ -2,8 +2,8 @@
 //! kbuild tree (kernel-fixtures/mini) and its results are compared with the
 //! real ld.lld's in-process ThinLTO.
 //!
-//! Needs clang-22, ld.lld-22, llvm-ar-22, llvm-nm-22, llvm-objdump-22 and
-//! make; without them each test says so and passes (KDTHIN_REQUIRE_TOOLS=1
+//! Needs clang-22, ld.lld-22, llvm-ar-22, llvm-nm-22, llvm-objdump-22,
+//! llvm-profdata-22 and make; without them each test says so and passes (KDTHIN_REQUIRE_TOOLS=1
 //! makes that a failure). A failing test keeps its tree under
 //! target/tmp/ and prints the path.
 

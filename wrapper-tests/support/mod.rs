@@ -26,6 +26,7 @@ pub const LLD: &str = "ld.lld-22";
 pub const AR: &str = "llvm-ar-22";
 pub const NM: &str = "llvm-nm-22";
 pub const OBJDUMP: &str = "llvm-objdump-22";
+pub const PROFDATA: &str = "llvm-profdata-22";
 
 /// Bitcode objects that end up in the `vmlinux.o` and `prog` links
 /// (`lib/unused.o` is a lazy member that nothing pulls in).
@@ -64,7 +65,7 @@ pub fn test_name() -> String {
 pub fn have_toolchain() -> bool {
     static MISSING: OnceLock<Vec<&'static str>> = OnceLock::new();
     let missing = MISSING.get_or_init(|| {
-        [CLANG, LLD, AR, NM, OBJDUMP, "make"]
+        [CLANG, LLD, AR, NM, OBJDUMP, PROFDATA, "make"]
             .into_iter()
             .filter(|tool| {
                 let ok = Command::new(tool)
@@ -254,7 +255,7 @@ pub fn run(cmd: &mut Command) -> Ran {
 pub fn clean_env(cmd: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("KDTHIN_") || matches!(&*k, "MAKEFLAGS" | "MFLAGS" | "MAKELEVEL" | "LD" | "AR") {
+        if k.starts_with("KDTHIN_") || matches!(&*k, "MAKEFLAGS" | "MFLAGS" | "MAKELEVEL" | "LD" | "AR" | "KCFLAGS") {
             cmd.env_remove(&*k);
         }
     }
