@@ -28,9 +28,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::UNIX_EPOCH;
 
-use super::bitcode::inline_asm;
-use super::embed::{embedded_files, Embeds};
 use crate::env::ToolEnv;
+use crate::input::bitcode::inline_asm;
+use crate::input::embed::{embedded_files, Embeds};
 use crate::plan::backend::{named_files, BackendCommand};
 
 pub type Hash = [u8; 32];

@@ -20,8 +20,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::embed::Embeds;
 use super::key::{CompilerId, Fields, FileHashes, Key, NotCacheable};
+use crate::input::embed::Embeds;
 
 const LINK_KEY_VERSION: &[u8] = b"kdthin-link-key-1";
 

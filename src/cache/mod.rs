@@ -17,8 +17,7 @@
 //! `KDTHIN_CACHE_SIZE` (default 5G; K/M/G/T are powers of 1024; 0 = no
 //! limit).
 
-mod bitcode;
-mod embed;
+use crate::input::{bitcode, embed};
 mod key;
 mod link_key;
 mod store;

@@ -9,11 +9,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::bitcode::inline_asm;
-use super::embed::{embedded_files, Embeds};
 use super::store::{Lookup, Store};
 use super::*;
 use crate::exec::{Command as JobCommand, Executor, Job, JobError, JobOutcome};
+use crate::input::bitcode::inline_asm;
+use crate::input::embed::{embedded_files, Embeds};
 use crate::plan::backend::BackendCommand;
 
 const CLANG: &str = "clang-22";

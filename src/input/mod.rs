@@ -1,7 +1,10 @@
 //! What each input file is, judged by content (never by name), and the
-//! members of archives.
+//! members of archives; inside bitcode, the module's inline asm
+//! ([`bitcode`]) and the files it `.incbin`s ([`embed`]).
 
 pub mod archive;
+pub mod bitcode;
+pub mod embed;
 
 use std::fs::File;
 use std::io::Read;

@@ -10,13 +10,16 @@
 //! - [`recipe`]: when the `.cmd` file is missing or stale (a single-object
 //!   module is linked inside its compile recipe, before kbuild writes it),
 //!   find the compile in the script of the recipe running the link.
+//! - [`recover`]: which of the two gives an object's compile.
 
 pub mod clang_options;
 pub mod cmdfile;
 pub mod compile;
 pub mod recipe;
+pub mod recover;
 pub mod shell;
 
 pub use cmdfile::{cmd_file_for, read_command_for, CmdFileError};
-pub use compile::{lookup, recover, BackendFiles, CompileCommand, Source};
+pub use compile::{lookup, BackendFiles, CompileCommand};
 pub use recipe::ParentRecipe;
+pub use recover::{recover, Source};
