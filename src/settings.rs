@@ -2,13 +2,14 @@
 //! captured [`Env`] and passed down. Parsing and validation happen here;
 //! the stages below take typed values and never look at the environment.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::cache::CacheSettings;
+use crate::driver::whole_link::LinkCacheSettings;
 use crate::env::{Env, ToolEnv};
 use crate::exec::slots::{Chosen, Slots};
 use crate::remote::RemoteSettings;
+use crate::report::savedir::SaveSettings;
 use crate::report::ReportSettings;
 use crate::switch;
 
@@ -25,11 +26,8 @@ pub struct Settings {
     pub warnings: Vec<String>,
     pub report: ReportSettings,
     pub cache: CacheSettings,
-    /// `KDTHIN_LINK_CACHE`: the whole-link cache (the backend cache is
-    /// `cache`).
-    pub link_cache: bool,
-    /// `LLD_REPRODUCE` is set: ld.lld must really run.
-    pub lld_reproduce: bool,
+    /// The whole-link cache (the backend cache is `cache`).
+    pub link_cache: LinkCacheSettings,
     pub backends: BackendSettings,
     pub save: SaveSettings,
     /// `KDTHIN_TMPDIR`: where index directories go, made if missing.
@@ -67,19 +65,6 @@ impl BackendSettings {
     }
 }
 
-/// `KDTHIN_SAVE_DIR` and what a reproducer records.
-#[derive(Clone, Debug, Default)]
-pub struct SaveSettings {
-    pub dir: Option<OsString>,
-    /// The variables a replay sets, sorted.
-    pub env: Vec<(String, OsString)>,
-    /// `CC`: the compiler whose version a reproducer records when no
-    /// backend ran.
-    pub cc: String,
-    /// The link's directory, which a relative `dir` is taken from.
-    pub cwd: Option<PathBuf>,
-}
-
 impl Settings {
     pub fn from_env(env: &Env) -> Settings {
         let mut warnings = vec![];
@@ -93,15 +78,9 @@ impl Settings {
             silent,
             report: ReportSettings::from_env(env, silent, verbose),
             cache: CacheSettings::from_env(env),
-            link_cache: switch::get(crate::driver::whole_link::ENV_OFF, true, var, &mut warnings),
-            lld_reproduce: env.nonempty("LLD_REPRODUCE").is_some(),
+            link_cache: LinkCacheSettings::from_env(env, &mut warnings),
             backends: BackendSettings::from_env(env),
-            save: SaveSettings {
-                dir: env.nonempty(crate::report::savedir::ENV).map(|d| d.to_os_string()),
-                env: crate::report::savedir::recorded_env(env),
-                cc: env.str("CC").unwrap_or_default().to_string(),
-                cwd: env.cwd.clone(),
-            },
+            save: SaveSettings::from_env(env),
             tmpdir: env.nonempty("KDTHIN_TMPDIR").map(PathBuf::from),
             runtime_dir: env.nonempty("XDG_RUNTIME_DIR").map(PathBuf::from),
             warnings,
@@ -133,7 +112,7 @@ mod tests {
         let s = Settings::from_env(&env);
         assert!(s.verbose && s.silent && !s.save_temps);
         assert_eq!(s.tmpdir, Some(PathBuf::from("/x/tmp")));
-        assert!(s.link_cache, "an unknown value keeps the default");
+        assert!(s.link_cache.on, "an unknown value keeps the default");
         assert!(s.warnings.iter().any(|w| w.contains("KDTHIN_LINK_CACHE")), "{:?}", s.warnings);
         assert_eq!(s.backends.jobs.as_deref(), Some("3"));
         assert_eq!(s.backends.tools.path, Some("/opt/llvm/bin".into()));
@@ -141,7 +120,7 @@ mod tests {
         assert_eq!(s.save.cc, "clang-22");
         assert!(s.save.env.iter().any(|(k, _)| k == "CC"));
         let quiet = Settings::from_env(&Env::from_vars([("KBUILD_VERBOSE", "0")]));
-        assert!(!quiet.verbose && !quiet.silent && quiet.link_cache);
+        assert!(!quiet.verbose && !quiet.silent && quiet.link_cache.on);
     }
 
     #[test]

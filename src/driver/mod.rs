@@ -132,7 +132,9 @@ pub(super) fn run(mut env: Env) -> Result<i32> {
             let cache = Cache::open(&settings.cache).map(Arc::new);
             let memo = match &cache {
                 Some(_) if save.is_active() || settings.save_temps => Err("the link is being saved".to_string()),
-                Some(c) => Memo::prepare(c, &settings, cwd, &real_ld, &cl, &inputs, &facts, &dist, &compiles),
+                Some(c) => {
+                    Memo::prepare(c, &settings.link_cache, cwd, &real_ld, &cl, &inputs, &facts, &dist, &compiles)
+                }
                 None => Err("the cache is off".to_string()),
             };
             let memo = memo

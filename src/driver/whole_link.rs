@@ -25,7 +25,6 @@ use crate::cache::{Cache, Key, LinkKeyInputs, ModuleInputs};
 use crate::exec::verify::NativeCheck;
 use crate::kbuild::compile::CompileCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
-use crate::settings::Settings;
 
 /// Options a memoised link may have: they read no file but its inputs and
 /// write none but its output. (`-T` scripts are inputs and hashed.)
@@ -133,12 +132,30 @@ pub struct Memo {
 /// stays on).
 pub const ENV_OFF: &str = "KDTHIN_LINK_CACHE";
 
+/// Whether a link may use the whole-link cache.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkCacheSettings {
+    /// [`ENV_OFF`] is not off.
+    pub on: bool,
+    /// `LLD_REPRODUCE` is set: ld.lld must really run.
+    pub lld_reproduce: bool,
+}
+
+impl LinkCacheSettings {
+    pub fn from_env(env: &crate::env::Env, warnings: &mut Vec<String>) -> LinkCacheSettings {
+        LinkCacheSettings {
+            on: crate::switch::get(ENV_OFF, true, |k| env.var_os(k), warnings),
+            lld_reproduce: env.nonempty("LLD_REPRODUCE").is_some(),
+        }
+    }
+}
+
 impl Memo {
     /// The memo entry this link would use, or why there is none.
     #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         cache: &Arc<Cache>,
-        settings: &Settings,
+        settings: &LinkCacheSettings,
         cwd: &Path,
         real_ld: &Path,
         cl: &CommandLine,
@@ -147,7 +164,7 @@ impl Memo {
         dist: &DistPlan,
         compiles: &[CompileCommand],
     ) -> Result<Memo, String> {
-        if !settings.link_cache {
+        if !settings.on {
             return Err(format!("{ENV_OFF}=off"));
         }
         // ld.lld writes a tarball of its inputs there: a memo hit would not.

@@ -50,7 +50,6 @@ use crate::kbuild::cmd_file_for;
 use crate::paths::normalize;
 use crate::plan::backend::BackendCommand;
 use crate::plan::{DistPlan, Facts, FileFacts};
-use crate::settings::SaveSettings;
 
 pub const ENV: &str = "KDTHIN_SAVE_DIR";
 
@@ -643,8 +642,32 @@ fn quote_with_vars(tok: &OsStr, vars: &[(&[u8], &str)]) -> String {
     out
 }
 
+/// `KDTHIN_SAVE_DIR` and what a reproducer records.
+#[derive(Clone, Debug, Default)]
+pub struct SaveSettings {
+    pub dir: Option<OsString>,
+    /// The variables a replay sets, sorted.
+    pub env: Vec<(String, OsString)>,
+    /// `CC`: the compiler whose version a reproducer records when no
+    /// backend ran.
+    pub cc: String,
+    /// The link's directory, which a relative `dir` is taken from.
+    pub cwd: Option<PathBuf>,
+}
+
+impl SaveSettings {
+    pub fn from_env(env: &crate::env::Env) -> SaveSettings {
+        SaveSettings {
+            dir: env.nonempty(ENV).map(|d| d.to_os_string()),
+            env: recorded_env(env),
+            cc: env.str("CC").unwrap_or_default().to_string(),
+            cwd: env.cwd.clone(),
+        }
+    }
+}
+
 /// `CC`, `KDTHIN_*` (but this one) and the few others that matter, sorted.
-pub fn recorded_env(env: &crate::env::Env) -> Vec<(String, OsString)> {
+fn recorded_env(env: &crate::env::Env) -> Vec<(String, OsString)> {
     let mut v: Vec<(String, OsString)> = env
         .vars()
         .filter_map(|(k, val)| {
