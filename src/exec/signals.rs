@@ -23,6 +23,12 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proc {
+    Child(u32),
+    PidFd(std::os::fd::RawFd),
+}
+
 const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// How long children get to exit after SIGTERM before they get SIGKILL.
@@ -30,8 +36,9 @@ const GRACE: Duration = Duration::from_secs(2);
 
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// Pids of running children that have not been reaped yet.
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Running processes to stop on a signal: our children that have not been
+/// reaped yet, and (by pidfd) a fork server's children.
+static CHILDREN: Mutex<Vec<Proc>> = Mutex::new(Vec::new());
 /// Signalled whenever a child leaves `CHILDREN`.
 static CHILD_GONE: Condvar = Condvar::new();
 static CLEANUP: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -138,7 +145,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
         return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal: not started"));
     }
     let child = cmd.spawn()?;
-    children.push(child.id());
+    children.push(Proc::Child(child.id()));
     Ok(child)
 }
 
@@ -194,8 +201,35 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
 
 fn unregister_child(pid: u32) {
     let mut children = lock(&CHILDREN);
-    children.retain(|&p| p != pid);
+    children.retain(|&p| p != Proc::Child(pid));
     CHILD_GONE.notify_all();
+}
+
+/// Records a process that is not our child (a fork server's, see
+/// [`super::forkserver`]) by its pidfd, so that a signal stops it as it
+/// stops our children; forget it with [`unregister_pidfd`] once it has
+/// exited, and keep the fd open until then. Once a signal arrived,
+/// nothing is recorded: `Interrupted` (stop it yourself).
+pub fn register_pidfd(pidfd: std::os::fd::RawFd) -> io::Result<()> {
+    let mut children = lock(&CHILDREN);
+    if cancelled() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal"));
+    }
+    children.push(Proc::PidFd(pidfd));
+    Ok(())
+}
+
+pub fn unregister_pidfd(pidfd: std::os::fd::RawFd) {
+    let mut children = lock(&CHILDREN);
+    children.retain(|&p| p != Proc::PidFd(pidfd));
+    CHILD_GONE.notify_all();
+}
+
+/// Sends `sig` to the process of `pidfd` (which names it for as long as
+/// the fd is open, whoever reaps it).
+pub fn pidfd_kill(pidfd: std::os::fd::RawFd, sig: libc::c_int) {
+    // SAFETY: pidfd_send_signal has no memory effects; info may be null.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<libc::siginfo_t>(), 0) };
 }
 
 fn wait_exit_keep_zombie(pid: u32) -> io::Result<()> {
@@ -287,8 +321,8 @@ fn die_of(sig: libc::c_int) -> ! {
 fn stop_children() {
     let deadline = Instant::now() + GRACE;
     let mut children = lock(&CHILDREN);
-    for &pid in children.iter() {
-        kill(pid, libc::SIGTERM);
+    for &p in children.iter() {
+        stop(p, libc::SIGTERM);
     }
     while !children.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -297,8 +331,15 @@ fn stop_children() {
         }
         children = CHILD_GONE.wait_timeout(children, left).unwrap_or_else(PoisonError::into_inner).0;
     }
-    for &pid in children.iter() {
-        kill(pid, libc::SIGKILL);
+    for &p in children.iter() {
+        stop(p, libc::SIGKILL);
+    }
+}
+
+fn stop(p: Proc, sig: libc::c_int) {
+    match p {
+        Proc::Child(pid) => kill(pid, sig),
+        Proc::PidFd(fd) => pidfd_kill(fd, sig),
     }
 }
 
