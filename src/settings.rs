@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::cache::CacheSettings;
 use crate::driver::whole_link::LinkCacheSettings;
 use crate::env::{Env, ToolEnv};
+use crate::exec::forkserver;
 use crate::exec::slots::{Chosen, Slots};
 use crate::remote::RemoteSettings;
 use crate::report::savedir::SaveSettings;
@@ -46,15 +47,51 @@ pub struct BackendSettings {
     pub remote: Option<Result<RemoteSettings, String>>,
     /// PATH and `CCC_OVERRIDE_OPTIONS`, for the compilers.
     pub tools: ToolEnv,
+    /// `KDTHIN_FORKSERVER`, and the shim it needs.
+    pub forkserver: ForkServerSetting,
+    /// `KDTHIN_VERBOSE` or `V=1` (as [`Settings::verbose`]): the local
+    /// executor says why a compiler is not forked.
+    pub verbose: bool,
+    /// Values that were neither on nor off, printed when the backends are
+    /// set up.
+    pub warnings: Vec<String>,
+}
+
+/// Whether backends are forked from a fork server (exec/forkserver).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ForkServerSetting {
+    /// `KDTHIN_FORKSERVER=off`.
+    #[default]
+    Off,
+    /// On, with this shim (installed relative to kdthin-ld).
+    On(PathBuf),
+    /// On, but the shim is not installed: why.
+    NoShim(String),
 }
 
 impl BackendSettings {
     pub fn from_env(env: &Env) -> BackendSettings {
+        let mut warnings = vec![];
+        let var = |k: &str| env.var_os(k);
+        let forkserver = match switch::get(forkserver::ENV_SWITCH, true, var, &mut warnings) {
+            false => ForkServerSetting::Off,
+            true => match forkserver::find_shim(&env.self_exe) {
+                Some(shim) => ForkServerSetting::On(shim),
+                None => ForkServerSetting::NoShim(format!(
+                    "{} is not installed beside {}",
+                    forkserver::SHIM_NAME,
+                    env.self_exe.display()
+                )),
+            },
+        };
         BackendSettings {
             makeflags: env.str("MAKEFLAGS").map(str::to_string),
             jobs: env.str("KDTHIN_JOBS").map(str::to_string),
             remote: RemoteSettings::from_env(env),
             tools: ToolEnv::from_env(env),
+            forkserver,
+            verbose: verbose(env, &mut vec![]),
+            warnings,
         }
     }
 
@@ -69,8 +106,7 @@ impl Settings {
     pub fn from_env(env: &Env) -> Settings {
         let mut warnings = vec![];
         let var = |k: &str| env.var_os(k);
-        let kbuild_verbose = env.str("KBUILD_VERBOSE").is_some_and(|v| v.contains('1'));
-        let verbose = switch::get("KDTHIN_VERBOSE", false, var, &mut warnings) || kbuild_verbose;
+        let verbose = verbose(env, &mut warnings);
         let silent = make_is_silent(env.str("MAKEFLAGS"));
         Settings {
             verbose,
@@ -86,6 +122,12 @@ impl Settings {
             warnings,
         }
     }
+}
+
+/// `KDTHIN_VERBOSE`, or kbuild's `V=1`.
+fn verbose(env: &Env, warnings: &mut Vec<String>) -> bool {
+    let kbuild_verbose = env.str("KBUILD_VERBOSE").is_some_and(|v| v.contains('1'));
+    switch::get("KDTHIN_VERBOSE", false, |k| env.var_os(k), warnings) || kbuild_verbose
 }
 
 /// `make -s` puts `s` in the first word of MAKEFLAGS (single-letter flags).

@@ -65,6 +65,8 @@ fn config_shows_what_the_environment_selects() {
     assert!(line("trace").contains("one per link"), "{stdout}");
     assert!(line("report").contains("r.jsonl, one JSON line per link"), "{stdout}");
     assert!(line("cache").contains(&format!("on, {}", cache.display())), "{stdout}");
+    // build.rs put the shim beside the programs.
+    assert!(line("fork server").ends_with("/libkdthin-forkserver.so"), "{stdout}");
     assert!(!cache.exists(), "config only looks");
 }
 

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context, Result};
 use kdthin::cache::{self, CacheSettings};
 use kdthin::env::Env;
 use kdthin::exec::slots::{Chosen, JobsSource, Slots};
-use kdthin::settings::Settings;
+use kdthin::settings::{ForkServerSetting, Settings};
 use kdthin::toolchain::{find_real_ld, LookupEnv};
 
 const USAGE: &str = "\
@@ -206,6 +206,15 @@ fn config(env: &Env, out: &mut dyn Write) -> Result<bool> {
     let yes = |b: bool| if b { "yes" } else { "no" };
     writeln!(out, "{:<16}{}  (KDTHIN_VERBOSE, KBUILD_VERBOSE)", "verbose", yes(s.verbose))?;
     writeln!(out, "{:<16}{}  (KDTHIN_SAVE_TEMPS)", "save temps", yes(s.save_temps))?;
+    let fork = match &s.backends.forkserver {
+        ForkServerSetting::Off => "off  (KDTHIN_FORKSERVER)".to_string(),
+        ForkServerSetting::On(lib) => format!("on, {}", lib.display()),
+        ForkServerSetting::NoShim(why) => format!("off: {why}"),
+    };
+    writeln!(out, "{:<16}{fork}", "fork server")?;
+    for w in &s.backends.warnings {
+        writeln!(out, "{:<16}{w}", "")?;
+    }
     let trace = match var("KDTHIN_TRACE").map(PathBuf::from) {
         None => "off  (KDTHIN_TRACE)".to_string(),
         Some(p) if p.is_dir() => format!("{}/<output>.<pid>.trace.json, one per link", p.display()),

@@ -34,7 +34,10 @@ impl Backends {
         if let Some(w) = warning {
             eprintln!("kdthin-ld: warning: {w}");
         }
-        let local = Arc::new(LocalExecutor::new());
+        for w in &settings.warnings {
+            eprintln!("kdthin-ld: warning: {w}");
+        }
+        let local = Arc::new(LocalExecutor::from_settings(settings));
         let (remote, slots) = remote_executor(settings, cwd, &local, slots);
         Backends { cache, remote, local, slots, source, note, cwd: cwd.to_path_buf() }
     }

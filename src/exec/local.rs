@@ -1,25 +1,66 @@
 //! Runs jobs as child processes on this machine.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
+use super::forkserver::ForkServers;
 use super::{signals, Executor, Job, JobError, JobOutcome};
+use crate::settings::{BackendSettings, ForkServerSetting};
 
-/// Spawns each job's argv directly (no shell). stdin is /dev/null; stdout
+/// Runs each job's argv directly (no shell). stdin is /dev/null; stdout
 /// and stderr go to one pipe and come back as `stderr`, in the order the
 /// child wrote them, so the caller can print warnings under the job's label
 /// and errors after its command. (A backend compile writes nothing to
 /// stdout; if something ever does, it is kept rather than lost.)
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalExecutor;
+///
+/// With fork servers ([`LocalExecutor::from_env`]), a compiler that can be
+/// served is forked from its server ([`forkserver`]); anything else, and
+/// any job a server fails, is spawned (exec mode). Same result either way.
+#[derive(Default)]
+pub struct LocalExecutor {
+    forks: Option<ForkServers>,
+}
 
 impl LocalExecutor {
+    /// Exec mode only.
     pub fn new() -> LocalExecutor {
-        LocalExecutor
+        LocalExecutor { forks: None }
+    }
+
+    /// With fork servers unless `KDTHIN_FORKSERVER=off` or the shim is not
+    /// installed (said when verbose).
+    pub fn from_settings(s: &BackendSettings) -> LocalExecutor {
+        match (&s.forkserver, s.verbose) {
+            (ForkServerSetting::Off, _) => LocalExecutor::new(),
+            (ForkServerSetting::On(shim), verbose) => LocalExecutor::with_fork_servers(shim.clone(), verbose),
+            (ForkServerSetting::NoShim(why), verbose) => {
+                if verbose {
+                    eprintln!("kdthin-ld: no fork server: {why}; backends run by exec");
+                }
+                LocalExecutor::new()
+            }
+        }
+    }
+
+    /// Fork servers preloaded with `shim`.
+    pub fn with_fork_servers(shim: PathBuf, verbose: bool) -> LocalExecutor {
+        LocalExecutor { forks: Some(ForkServers::new(shim, verbose)) }
+    }
+
+    /// How many jobs a fork server ran.
+    pub fn forked(&self) -> usize {
+        self.forks.as_ref().map_or(0, |f| f.served())
+    }
+
+    #[cfg(test)]
+    pub(super) fn fork_servers(&self) -> Option<&ForkServers> {
+        self.forks.as_ref()
     }
 }
 
@@ -28,29 +69,18 @@ impl Executor for LocalExecutor {
         if signals::cancelled() {
             return Err(JobError::Cancelled);
         }
+        // Rendered once, for either mode.
         let argv = job.command.argv();
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command")))?;
+        let argv: &[OsString] = &argv;
         let start = Instant::now();
-        let (mut output_r, output_w) = pipe().map_err(JobError::Spawn)?;
-        let mut child = {
-            let mut cmd = Command::new(program);
-            cmd.args(args).stdin(Stdio::null());
-            cmd.stdout(Stdio::from(output_w.try_clone().map_err(JobError::Spawn)?));
-            cmd.stderr(Stdio::from(output_w));
-            match signals::spawn(&mut cmd) {
-                Ok(child) => child,
-                Err(_) if signals::cancelled() => return Err(JobError::Cancelled),
-                Err(e) => return Err(JobError::Spawn(e)),
+        let (output, status, ran_on) = match self.forks.as_ref().and_then(|f| f.run(argv)) {
+            Some(Ok((output, status))) => (output, status, FORKED),
+            Some(Err(e)) => return Err(e),
+            None => {
+                let (output, status) = spawn(argv)?;
+                (output, status, "local")
             }
-            // `cmd` drops here with our copies of the write end, so the read
-            // below sees EOF when the child (not us) closes it.
         };
-        let mut output = Vec::new();
-        let read = output_r.read_to_end(&mut output);
-        let status = signals::wait_child(&mut child);
-        let status = read.and(status).map_err(JobError::Spawn)?;
 
         if status.success() {
             // clang can exit 0 without having compiled anything (verify).
@@ -59,13 +89,7 @@ impl Executor for LocalExecutor {
                     return Err(JobError::BadOutput { why, stderr: output });
                 }
             }
-            Ok(JobOutcome {
-                already_installed: false,
-                id: job.id,
-                wall: start.elapsed(),
-                ran_on: "local",
-                stderr: output,
-            })
+            Ok(JobOutcome { already_installed: false, id: job.id, wall: start.elapsed(), ran_on, stderr: output })
         } else if signals::cancelled() {
             // We killed it (or are about to); its failure is not news.
             Err(JobError::Cancelled)
@@ -73,6 +97,35 @@ impl Executor for LocalExecutor {
             Err(JobError::Failed { status: describe_status(status), stderr: output })
         }
     }
+}
+
+/// `JobOutcome::ran_on` of a job a fork server ran.
+pub const FORKED: &str = "forkserver";
+
+/// Exec mode: spawns `argv` and collects its output and status.
+fn spawn(argv: &[OsString]) -> Result<(Vec<u8>, ExitStatus), JobError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| JobError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, "empty command")))?;
+    let (mut output_r, output_w) = pipe().map_err(JobError::Spawn)?;
+    let mut child = {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        cmd.stdout(Stdio::from(output_w.try_clone().map_err(JobError::Spawn)?));
+        cmd.stderr(Stdio::from(output_w));
+        match signals::spawn(&mut cmd) {
+            Ok(child) => child,
+            Err(_) if signals::cancelled() => return Err(JobError::Cancelled),
+            Err(e) => return Err(JobError::Spawn(e)),
+        }
+        // `cmd` drops here with our copies of the write end, so the read
+        // below sees EOF when the child (not us) closes it.
+    };
+    let mut output = Vec::new();
+    let read = output_r.read_to_end(&mut output);
+    let status = signals::wait_child(&mut child);
+    let status = read.and(status).map_err(JobError::Spawn)?;
+    Ok((output, status))
 }
 
 /// "exit status 1", "killed by signal 9 (SIGKILL)", with ", core dumped"
@@ -107,7 +160,7 @@ pub fn describe_status(status: ExitStatus) -> String {
 
 /// A close-on-exec pipe: children we spawn concurrently must not inherit
 /// another job's write end, or that job's read would wait for them too.
-fn pipe() -> io::Result<(File, OwnedFd)> {
+pub(super) fn pipe() -> io::Result<(File, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: pipe2 fills two new fds on success; we own them from then on.
     unsafe {
@@ -122,7 +175,6 @@ fn pipe() -> io::Result<(File, OwnedFd)> {
 mod tests {
     use super::*;
     use crate::exec::Command;
-    use std::ffi::OsString;
     use std::os::fd::AsRawFd;
 
     fn sh(script: &str) -> Job {

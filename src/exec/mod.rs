@@ -5,6 +5,7 @@
 //! in for the local one later. Concurrency comes from [`slots`]: make's
 //! jobserver when it is really there, otherwise the CPUs we may run on.
 
+pub mod forkserver;
 pub mod local;
 pub mod scheduler;
 pub mod signals;

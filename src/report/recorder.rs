@@ -151,8 +151,10 @@ impl LinkRecorder {
             }
         }
         let ok = finished.iter().filter(|d| d.result == Finish::Ok).count();
+        let forked = summary.succeeded.iter().filter(|o| o.ran_on == crate::exec::local::FORKED).count();
         drop(b);
         self.update(|r| {
+            r.forked += forked;
             r.cache_hits += cached.len();
             r.compiled += ok - cached.len().min(ok);
         });

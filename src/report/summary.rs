@@ -40,6 +40,10 @@ pub struct LinkReport {
     pub cache_misses: usize,
     /// Backends that ran (and succeeded).
     pub compiled: usize,
+    /// Of `compiled`, those forked from a fork server rather than started
+    /// (src/exec/forkserver.rs).
+    #[serde(default)]
+    pub forked: usize,
     /// Objects that could not be distributed, and why.
     pub fallbacks: Vec<Fallback>,
     /// Set when the whole link ran in-process in ld.lld.
