@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make install` into a staging root puts exactly the two programs and the
-# two man pages in place, and the INSTALLED kdthin-ld links the mini kbuild
-# fixture's vmlinux.o with distributed ThinLTO. Then `make uninstall`
-# removes everything again.
+# `make install` into a staging root puts exactly the two programs, the
+# fork server's shim and the two man pages in place, and the INSTALLED
+# kdthin-ld links the mini kbuild fixture's vmlinux.o with distributed
+# ThinLTO, its backends forked from a fork server that preloads the
+# installed shim. Then `make uninstall` removes everything again.
 #
 # Needs clang-22, ld.lld-22, llvm-ar-22 and make; without them the check is
 # skipped, or fails when KDTHIN_REQUIRE_TOOLS=1 (as in CI). On failure the
@@ -36,6 +37,7 @@ check() { # description, command...
 
 expected="usr/bin/kdthin 755
 usr/bin/kdthin-ld 755
+usr/lib/kdthin-ld/libkdthin-forkserver.so 644
 usr/share/man/man1/kdthin-ld.1 644
 usr/share/man/man1/kdthin.1 644"
 actual=$(cd "$root" && find . -type f -printf '%P %m\n' | sort)
@@ -55,7 +57,8 @@ cp -r "$src/kernel-fixtures/mini" "$tmp/mini"
 log=$tmp/mini.log
 # A cache of its own: every backend really runs, and $HOME stays clean.
 export KDTHIN_CACHE_DIR=$tmp/cache
-if ! "$MAKE" -C "$tmp/mini" LD="$root/usr/bin/kdthin-ld" vmlinux.o >"$log" 2>&1; then
+report=$tmp/report.jsonl
+if ! KDTHIN_REPORT=$report "$MAKE" -C "$tmp/mini" LD="$root/usr/bin/kdthin-ld" vmlinux.o >"$log" 2>&1; then
     cat "$log" >&2
     check "make vmlinux.o with the installed kdthin-ld" false
 fi
@@ -63,9 +66,15 @@ check "the LTO line in the build log:"$'\n'"$(cat "$log")" grep -qE '^  LTO +vml
 check "vmlinux.o is an ELF object" [ "$(head -c4 "$tmp/mini/vmlinux.o" | od -An -c | tr -d ' ')" = '177ELF' ]
 check "native objects beside the bitcode" [ -s "$tmp/mini/init/main.thinlto-native.o" ]
 check "no work directory left" [ -z "$(find "$tmp/mini" -name '.tmp_kdthin*')" ]
+# Every backend forked from a fork server: the installed shim was found.
+forked=$(sed -n 's/.*"forked":\([0-9]*\).*/\1/p' "$report")
+compiled=$(sed -n 's/.*"compiled":\([0-9]*\).*/\1/p' "$report")
+check "backends forked ($forked): $(cat "$report")" [ "${forked:-0}" -gt 0 ]
+check "every backend forked (compiled $compiled, forked $forked)" [ "$forked" = "$compiled" ]
 
 "$MAKE" -s -f mk/install.mk uninstall DESTDIR="$root" PREFIX=/usr
 left=$(find "$root" -type f)
 check "uninstall leaves no files: $left" [ -z "$left" ]
+check "uninstall removes the shim's directory" [ ! -e "$root/usr/lib/kdthin-ld" ]
 
 echo "check-install: $pass passed, 0 failed"

@@ -1,7 +1,7 @@
 # Installing and packaging kdthin-ld. Included by the top Makefile.
 #
-#   make install        build (release) and install both programs and their
-#                       man pages under $(DESTDIR)$(PREFIX)
+#   make install        build (release) and install both programs, the fork
+#                       server's shim and the man pages under $(DESTDIR)$(PREFIX)
 #   make uninstall      remove what install put there
 #   make vendor         copy every dependency into vendor/ (for offline
 #                       builds and source tarballs); not committed
@@ -14,6 +14,8 @@
 #
 # Variables (GNU conventions): PREFIX (/usr/local), DESTDIR (staging root,
 # for packagers), BINDIR ($(PREFIX)/bin), MANDIR ($(PREFIX)/share/man).
+# The shim goes to $(BINDIR)/../lib/kdthin-ld/, where kdthin-ld looks for
+# it relative to its own executable (src/exec/forkserver/mod.rs).
 #
 # vendor/ holds its own Cargo configuration, vendor/config.toml, which the
 # targets here pass with `--config`. Nothing is written to .cargo/: a
@@ -31,6 +33,9 @@ MAN1DIR ?= $(MANDIR)/man1
 
 KDTHIN_PROGRAMS := kdthin-ld kdthin
 KDTHIN_MAN1 := docs/kdthin-ld.1 docs/kdthin.1
+# Built by build.rs beside the programs.
+KDTHIN_SHIM := libkdthin-forkserver.so
+KDTHIN_SHIMDIR = $(BINDIR)/../lib/kdthin-ld
 KDTHIN_RELEASE_DIR = $(abspath $(CARGO_TARGET_DIR))/release
 KDTHIN_VENDOR_CONFIG := vendor/config.toml
 DEB_DIR ?= $(abspath $(CARGO_TARGET_DIR))/deb
@@ -44,11 +49,14 @@ install-build:
 
 install: install-build
 	$(foreach p,$(KDTHIN_PROGRAMS),$(INSTALL) -D -m 0755 $(KDTHIN_RELEASE_DIR)/$(p) $(DESTDIR)$(BINDIR)/$(p) &&) true
+	$(INSTALL) -D -m 0644 $(KDTHIN_RELEASE_DIR)/$(KDTHIN_SHIM) $(DESTDIR)$(KDTHIN_SHIMDIR)/$(KDTHIN_SHIM)
 	$(foreach m,$(KDTHIN_MAN1),$(INSTALL) -D -m 0644 $(m) $(DESTDIR)$(MAN1DIR)/$(notdir $(m)) &&) true
 
 uninstall:
 	rm -f $(foreach p,$(KDTHIN_PROGRAMS),$(DESTDIR)$(BINDIR)/$(p)) \
+	      $(DESTDIR)$(KDTHIN_SHIMDIR)/$(KDTHIN_SHIM) \
 	      $(foreach m,$(KDTHIN_MAN1),$(DESTDIR)$(MAN1DIR)/$(notdir $(m)))
+	rmdir $(DESTDIR)$(KDTHIN_SHIMDIR) 2>/dev/null || true
 
 deb:
 	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) mk/deb.sh $(DEB_DIR)
@@ -83,7 +91,7 @@ repro-check:
 	    (cd "$$src" && SOURCE_DATE_EPOCH=$(REPRO_EPOCH) CARGO_TARGET_DIR="$$tgt" \
 	        RUSTFLAGS="--remap-path-prefix=$$src=. --remap-path-prefix=$$tgt=/target --remap-path-prefix=$(REPRO_CARGO_HOME)=/cargo" \
 	        $(CARGO) build --release --locked --bins --quiet); \
-	    (cd "$$tgt/release" && sha256sum $(KDTHIN_PROGRAMS)) > "$$tmp/sums-$$n"; \
+	    (cd "$$tgt/release" && sha256sum $(KDTHIN_PROGRAMS) $(KDTHIN_SHIM)) > "$$tmp/sums-$$n"; \
 	done; \
 	cat "$$tmp/sums-1"; \
 	if cmp -s "$$tmp/sums-1" "$$tmp/sums-2"; then \
