@@ -16,6 +16,7 @@ mod differential;
 mod dtlto;
 mod faults;
 mod fixture;
+mod forkserver;
 mod installed_as_ld_lld;
 mod passthrough;
 mod private_dirs;
