@@ -272,3 +272,21 @@ impl Drop for Reaper {
         let _ = self.0.wait();
     }
 }
+
+/// Without the shim the compiler runs as a plain compiler and rejects the
+/// server's arguments: no server, every job by exec, and it works.
+#[test]
+fn a_server_that_cannot_start_means_exec() {
+    if !have_clang() {
+        return;
+    }
+    let fork = LocalExecutor::with_fork_servers(PathBuf::from("/nonexistent/libkdthin-forkserver.so"), false);
+    for _ in 0..2 {
+        let out = fork.run(&job(&[CLANG, "--version"])).unwrap();
+        assert_eq!(out.ran_on, "local");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("clang version"), "{out:?}");
+    }
+    let state = fork.fork_servers().unwrap().state.lock().unwrap();
+    let servers: Vec<bool> = state.servers.values().map(Option::is_some).collect();
+    assert_eq!(servers, [false], "tried once, then exec");
+}
