@@ -283,6 +283,10 @@ impl Server {
     /// reaps it when it ends; dropping the server closes its control
     /// socket, which ends it.
     fn start(exe: &Path, shim: &Path) -> Result<Server, String> {
+        if shim.as_os_str().as_bytes().iter().any(|b| b" :".contains(b)) {
+            // LD_PRELOAD splits at both.
+            return Err(format!("{}: LD_PRELOAD cannot name a path with a space or colon", shim.display()));
+        }
         let (ours, theirs) = socketpair().map_err(|e| format!("socketpair: {e}"))?;
         let mut preload = shim.as_os_str().to_os_string();
         if let Some(more) = std::env::var_os("LD_PRELOAD").filter(|p| !p.is_empty()) {
