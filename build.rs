@@ -25,7 +25,12 @@ fn main() {
     let so = out.join(SHIM);
     let compiler = cc::Build::new().pic(true).opt_level(2).warnings(true).get_compiler();
     let mut cmd = compiler.to_command();
-    cmd.args(["-shared", "-Wall", "-Wextra", "-o"]).arg(&so).arg("forkserver/shim.c").arg("-ldl");
+    // Hardened as Debian builds shared libraries (lintian checks the .deb).
+    cmd.args(["-shared", "-Wall", "-Wextra", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong"])
+        .args(["-Wl,-z,relro,-z,now", "-o"])
+        .arg(&so)
+        .arg("forkserver/shim.c")
+        .arg("-ldl");
     let status = cmd.status().unwrap_or_else(|e| panic!("cannot run the C compiler ({cmd:?}): {e}"));
     assert!(status.success(), "building {SHIM} failed: {cmd:?}");
     // OUT_DIR is <target>/[<triple>/]<profile>/build/<package>-<hash>/out.

@@ -184,6 +184,7 @@ check "Section devel, Priority optional" [ "$(field Section) $(field Priority)" 
 
 expected="/usr/bin/kdthin
 /usr/bin/kdthin-ld
+/usr/lib/kdthin-ld/libkdthin-forkserver.so
 /usr/share/doc/kdthin-ld/README.md.gz
 /usr/share/doc/kdthin-ld/changelog.gz
 /usr/share/doc/kdthin-ld/copyright

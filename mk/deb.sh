@@ -4,14 +4,14 @@
 # runs this; .ci/check-deb.sh tests what it builds.
 #
 # The package holds exactly what `make install PREFIX=/usr` installs (the
-# two programs, their man pages), as Debian ships it: binaries stripped, man
-# pages gzip -9n, /usr/share/doc/kdthin-ld with the copyright file
-# (mk/deb/copyright), a changelog and the README, files owned by root. It is
-# built with dpkg-deb from that staging root and a generated control file,
-# not with dpkg-buildpackage (no debian/ source tree to keep beside the
-# Makefiles) nor cargo-deb (not packaged in Debian; a second description of
-# the same package would drift from `make install`): nothing beyond dpkg-dev
-# and binutils, and no network.
+# two programs, the fork server's shim, their man pages), as Debian ships
+# it: binaries stripped, man pages gzip -9n, /usr/share/doc/kdthin-ld with
+# the copyright file (mk/deb/copyright), a changelog and the README, files
+# owned by root. It is built with dpkg-deb from that staging root and a
+# generated control file, not with dpkg-buildpackage (no debian/ source tree
+# to keep beside the Makefiles) nor cargo-deb (not packaged in Debian; a
+# second description of the same package would drift from `make install`):
+# nothing beyond dpkg-dev and binutils, and no network.
 #
 # Reproducible: SOURCE_DATE_EPOCH (default: the commit time of HEAD) is
 # the date of every file and of the changelog entry, so two builds of one
@@ -55,6 +55,8 @@ export SOURCE_DATE_EPOCH
 for p in "$root"/usr/bin/*; do
     strip --remove-section=.comment --remove-section=.note "$p"
 done
+# And for shared libraries (the fork server's shim).
+strip --remove-section=.comment --remove-section=.note --strip-unneeded "$root"/usr/lib/kdthin-ld/*.so
 gzip -9n "$root"/usr/share/man/man1/*.1
 
 doc=$root/usr/share/doc/$package
@@ -90,7 +92,8 @@ size=$(find "$root" -mindepth 1 -printf '%y %s\n' | awk '{ n += $1 == "f" ? int(
 # dpkg-shlibdeps finds the package root by its DEBIAN directory.
 install -d "$root/DEBIAN"
 printf 'Source: %s\n\nPackage: %s\nArchitecture: any\n' "$package" "$package" >"$work/debian/control"
-depends=$(cd "$work" && dpkg-shlibdeps -O -e"debian/$package/usr/bin/kdthin-ld" -e"debian/$package/usr/bin/kdthin" |
+depends=$(cd "$work" && dpkg-shlibdeps -O -e"debian/$package/usr/bin/kdthin-ld" -e"debian/$package/usr/bin/kdthin" \
+    -e"debian/$package/usr/lib/kdthin-ld/libkdthin-forkserver.so" |
     sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "mk/deb.sh: dpkg-shlibdeps found no shared libraries in the binaries" >&2; exit 1; }
 
