@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::cache::CacheSettings;
 use crate::driver::whole_link::LinkCacheSettings;
 use crate::env::{Env, ToolEnv};
-use crate::exec::forkserver;
+use crate::exec::forkserver::ForkServerSetting;
 use crate::exec::slots::{Chosen, Slots};
 use crate::remote::RemoteSettings;
 use crate::report::savedir::SaveSettings;
@@ -57,33 +57,10 @@ pub struct BackendSettings {
     pub warnings: Vec<String>,
 }
 
-/// Whether backends are forked from a fork server (exec/forkserver).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ForkServerSetting {
-    /// `KDTHIN_FORKSERVER=off`.
-    #[default]
-    Off,
-    /// On, with this shim (installed relative to kdthin-ld).
-    On(PathBuf),
-    /// On, but the shim is not installed: why.
-    NoShim(String),
-}
-
 impl BackendSettings {
     pub fn from_env(env: &Env) -> BackendSettings {
         let mut warnings = vec![];
-        let var = |k: &str| env.var_os(k);
-        let forkserver = match switch::get(forkserver::ENV_SWITCH, true, var, &mut warnings) {
-            false => ForkServerSetting::Off,
-            true => match forkserver::find_shim(&env.self_exe) {
-                Some(shim) => ForkServerSetting::On(shim),
-                None => ForkServerSetting::NoShim(format!(
-                    "{} is not installed beside {}",
-                    forkserver::SHIM_NAME,
-                    env.self_exe.display()
-                )),
-            },
-        };
+        let forkserver = ForkServerSetting::from_env(env, &mut warnings);
         BackendSettings {
             makeflags: env.str("MAKEFLAGS").map(str::to_string),
             jobs: env.str("KDTHIN_JOBS").map(str::to_string),

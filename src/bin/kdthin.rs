@@ -15,8 +15,9 @@ use anyhow::{anyhow, Context, Result};
 
 use kdthin::cache::{self, CacheSettings};
 use kdthin::env::Env;
+use kdthin::exec::forkserver::ForkServerSetting;
 use kdthin::exec::slots::{Chosen, JobsSource, Slots};
-use kdthin::settings::{ForkServerSetting, Settings};
+use kdthin::settings::Settings;
 use kdthin::toolchain::{find_real_ld, LookupEnv};
 
 const USAGE: &str = "\

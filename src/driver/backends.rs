@@ -37,7 +37,7 @@ impl Backends {
         for w in &settings.warnings {
             eprintln!("kdthin-ld: warning: {w}");
         }
-        let local = Arc::new(LocalExecutor::from_settings(settings));
+        let local = Arc::new(LocalExecutor::from_settings(&settings.forkserver, settings.verbose));
         let (remote, slots) = remote_executor(settings, cwd, &local, slots);
         Backends { cache, remote, local, slots, source, note, cwd: cwd.to_path_buf() }
     }

@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
-use super::forkserver::ForkServers;
+use super::forkserver::{ForkServerSetting, ForkServers};
 use super::{signals, Executor, Job, JobError, JobOutcome};
-use crate::settings::{BackendSettings, ForkServerSetting};
 
 /// Runs each job's argv directly (no shell). stdin is /dev/null; stdout
 /// and stderr go to one pipe and come back as `stderr`, in the order the
@@ -35,11 +34,11 @@ impl LocalExecutor {
 
     /// With fork servers unless `KDTHIN_FORKSERVER=off` or the shim is not
     /// installed (said when verbose).
-    pub fn from_settings(s: &BackendSettings) -> LocalExecutor {
-        match (&s.forkserver, s.verbose) {
-            (ForkServerSetting::Off, _) => LocalExecutor::new(),
-            (ForkServerSetting::On(shim), verbose) => LocalExecutor::with_fork_servers(shim.clone(), verbose),
-            (ForkServerSetting::NoShim(why), verbose) => {
+    pub fn from_settings(fork: &ForkServerSetting, verbose: bool) -> LocalExecutor {
+        match fork {
+            ForkServerSetting::Off => LocalExecutor::new(),
+            ForkServerSetting::On(shim) => LocalExecutor::with_fork_servers(shim.clone(), verbose),
+            ForkServerSetting::NoShim(why) => {
                 if verbose {
                     eprintln!("kdthin-ld: no fork server: {why}; backends run by exec");
                 }

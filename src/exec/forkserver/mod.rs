@@ -38,6 +38,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::signals;
+use crate::env::Env;
 
 /// The shim's file name, in `<bindir>/../lib/kdthin-ld/` when installed and
 /// beside the programs in a cargo target directory.
@@ -57,6 +58,34 @@ const WRAPPERS: [&str; 4] = ["ccache", "sccache", "distcc", "icecc"];
 pub fn find_shim(exe: &Path) -> Option<PathBuf> {
     let dir = exe.parent()?;
     [dir.join("../lib/kdthin-ld").join(SHIM_NAME), dir.join(SHIM_NAME)].into_iter().find(|p| p.is_file())
+}
+
+/// Whether backends are forked from a fork server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ForkServerSetting {
+    /// `KDTHIN_FORKSERVER=off`.
+    #[default]
+    Off,
+    /// On, with this shim (installed relative to kdthin-ld).
+    On(PathBuf),
+    /// On, but the shim is not installed: why.
+    NoShim(String),
+}
+
+impl ForkServerSetting {
+    /// `KDTHIN_FORKSERVER` (on unless off), and the shim beside the
+    /// running kdthin-ld (or kdthin: they are installed together).
+    pub fn from_env(env: &Env, warnings: &mut Vec<String>) -> ForkServerSetting {
+        if !crate::switch::get(ENV_SWITCH, true, |k| env.var_os(k), warnings) {
+            return ForkServerSetting::Off;
+        }
+        match find_shim(&env.self_exe) {
+            Some(shim) => ForkServerSetting::On(shim),
+            None => {
+                ForkServerSetting::NoShim(format!("{SHIM_NAME} is not installed beside {}", env.self_exe.display()))
+            }
+        }
+    }
 }
 
 /// The fork servers of one link, started on first use, one per compiler

@@ -290,3 +290,24 @@ fn a_server_that_cannot_start_means_exec() {
     let servers: Vec<bool> = state.servers.values().map(Option::is_some).collect();
     assert_eq!(servers, [false], "tried once, then exec");
 }
+
+#[test]
+fn the_switch_turns_it_off_and_a_bad_value_keeps_it_on() {
+    let setting = |v: &str| {
+        let mut env = Env::from_vars([(ENV_SWITCH, v)]);
+        env.self_exe = PathBuf::from(SHIM).with_file_name("kdthin-ld");
+        let mut warnings = vec![];
+        (ForkServerSetting::from_env(&env, &mut warnings), warnings)
+    };
+    assert_eq!(setting("off"), (ForkServerSetting::Off, vec![]));
+    assert_eq!(setting("0"), (ForkServerSetting::Off, vec![]));
+    assert_eq!(setting("on"), (ForkServerSetting::On(PathBuf::from(SHIM)), vec![]));
+    let (s, w) = setting("of");
+    assert_eq!(s, ForkServerSetting::On(PathBuf::from(SHIM)), "the default");
+    assert!(w.len() == 1 && w[0].starts_with("KDTHIN_FORKSERVER=of: not on or off"), "{w:?}");
+    let mut env = Env::from_vars([(ENV_SWITCH, "")]);
+    env.self_exe = PathBuf::from("/nonexistent/bin/kdthin-ld");
+    assert!(
+        matches!(ForkServerSetting::from_env(&env, &mut vec![]), ForkServerSetting::NoShim(why) if why.contains("not installed beside /nonexistent/bin/kdthin-ld"))
+    );
+}
