@@ -40,7 +40,8 @@ pub const KEPT: &str = ".kdthin-kept";
 /// name, an older version's name) must be before another link removes it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// Appended to a directory's name until it is locked.
+/// Appended to a directory's name until it is locked, with `-<pid>` of the
+/// process that makes it (older versions wrote `.new` alone).
 const STAGING: &str = ".new";
 
 /// The length of [`unique_suffix`]: a name ending in one was locked before
@@ -107,7 +108,7 @@ pub struct InUse(#[allow(dead_code)] File);
 /// sees it unlocked under its own name.
 pub fn create_locked(dir: &Path) -> io::Result<InUse> {
     let mut staging = dir.as_os_str().to_os_string();
-    staging.push(STAGING);
+    staging.push(format!("{STAGING}-{}", std::process::id()));
     let staging = std::path::PathBuf::from(staging);
     create(&staging)?;
     let locked = open_dir(&staging).and_then(|f| flock(&f, true).map(|()| f)).and_then(|f| {
@@ -154,7 +155,24 @@ pub fn remove_stale(parent: &Path, prefix: &str) -> usize {
 fn may_be_unlocked(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or("");
     let ours = last.len() == SUFFIX_LEN && last.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    name.ends_with(STAGING) || !ours
+    name.ends_with(STAGING) || staging_pid(name).is_some() || !ours
+}
+
+/// The process that made a staging directory, when its name says.
+fn staging_pid(name: &str) -> Option<i32> {
+    let (_, pid) = name.rsplit_once(concat!(".new", "-"))?;
+    pid.parse().ok().filter(|&p| p > 0)
+}
+
+/// A staging directory whose maker is gone (killed between making and
+/// locking it, by SIGKILL say): nobody can still lock it, so it need not
+/// wait out [`STALE_AFTER`]. A live process, or one we may not signal,
+/// keeps it.
+fn maker_gone(name: &str) -> bool {
+    staging_pid(name).is_some_and(|pid| {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == -1 && *libc::__errno_location() == libc::ESRCH }
+    })
 }
 
 fn remove_stale_older_than(parent: &Path, prefix: &str, age: Duration) -> usize {
@@ -172,6 +190,7 @@ fn remove_stale_older_than(parent: &Path, prefix: &str, age: Duration) -> usize 
         // Not followed: a symlink is somebody else's business.
         let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
         let old = !may_be_unlocked(&name)
+            || maker_gone(&name)
             || md.modified().ok().and_then(|m| now.duration_since(m).ok()).is_some_and(|d| d >= age);
         if !md.is_dir() || md.uid() != uid || !old || path.join(KEPT).exists() {
             continue;
@@ -282,6 +301,19 @@ mod tests {
         }
         assert_eq!(removed, 1);
         assert!(!live.exists(), "released: stale now");
+        // A staging directory names its maker: a dead maker's goes at once,
+        // a live one's (ours) waits its minute.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let orphan = d.path().join(format!("kdthin.orphan.{}{STAGING}-{dead_pid}", unique_suffix()));
+        let making = d.path().join(format!("kdthin.making.{}{STAGING}-{}", unique_suffix(), std::process::id()));
+        create(&orphan).unwrap();
+        create(&making).unwrap();
+        assert_eq!(remove_stale(d.path(), "kdthin.orphan."), 1);
+        assert!(!orphan.exists(), "its maker is gone: nobody will lock it");
+        assert_eq!(remove_stale(d.path(), "kdthin.making."), 0);
+        assert!(making.exists(), "its maker lives: it may be about to lock it");
     }
 
     #[test]

@@ -139,14 +139,23 @@ fn falls_back(spoil: impl FnOnce(&Tree, &str)) {
     let cmd = Tree::cmd_file("kernel/sched.o");
     spoil(&t, &cmd);
     let before = t.snapshot();
+    let report = t.scratch().join("fallbacks.jsonl");
     for target in ["vmlinux.o", "prog"] {
-        let ran = t.link(target, Linker::Kdthin, &[]).ok();
+        let ran = t.link(target, Linker::Kdthin, &[("KDTHIN_REPORT", report.as_os_str())]).ok();
         let lines: Vec<&str> = ran.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(
             lines.len() == 1 && lines[0].contains(&cmd),
             "expected one line on stderr naming {cmd}\n{}",
             ran.report()
         );
+    }
+    // The report counts the fallback by its category, with the same reason.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let links: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(links.len(), 2, "{text}");
+    for l in &links {
+        assert_eq!(l["fallback_category"], "compile-flags", "{l}");
+        assert!(l["passthrough_reason"].as_str().is_some_and(|r| r.contains(&cmd)), "{l}");
     }
     assert_same_lines("defined globals of vmlinux.o", &reference.vmlinux_o, &defined_globals(&t.path("vmlinux.o")));
     assert_eq!(t.run_program("prog"), reference.prog_stdout);
