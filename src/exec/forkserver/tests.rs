@@ -186,6 +186,14 @@ fn alive(pid: u32) -> bool {
         .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
 }
 
+/// `holder` has a pidfd open for `pid` (its fdinfo says `Pid:\t<pid>`).
+fn holds_pidfd(holder: u32, pid: u32) -> bool {
+    let want = format!("Pid:\t{pid}\n");
+    std::fs::read_dir(format!("/proc/{holder}/fdinfo"))
+        .map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&want))))
+        .unwrap_or(false)
+}
+
 fn wait_until(mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -235,6 +243,10 @@ fn sigint_stops_forked_backends() {
     });
     let server = server.unwrap();
     let backend = children_of(server)[0];
+    // The server reports the backend's pid after the fork: a SIGINT
+    // before kdthin-ld holds its pidfd would test the parent-death chain
+    // (asynchronous), not kdthin-ld stopping and waiting for it.
+    wait_until(|| holds_pidfd(helper.id(), backend));
     // SAFETY: plain kill of our own child.
     unsafe { libc::kill(helper.id() as i32, libc::SIGINT) };
     let status = helper.wait().unwrap();
