@@ -24,16 +24,27 @@ pub struct Env {
     pub parent: Parent,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Parent {
     pub pid: i32,
-    /// NUL-separated arguments, or why they could not be read.
-    pub cmdline: Result<Vec<u8>, String>,
+    /// NUL-separated arguments, or why they could not be read: read on
+    /// first use, since only a link that distributes single-object
+    /// modules needs them, and every passthrough link starts here.
+    cmdline: std::sync::OnceLock<Result<Vec<u8>, String>>,
 }
 
-impl Default for Parent {
-    fn default() -> Self {
-        Parent { pid: 0, cmdline: Err("unknown".into()) }
+impl Parent {
+    /// A parent whose command line is already known (tests).
+    pub fn known(pid: i32, cmdline: Result<Vec<u8>, String>) -> Parent {
+        Parent { pid, cmdline: std::sync::OnceLock::from(cmdline) }
+    }
+
+    /// `/proc/<pid>/cmdline`, read once.
+    pub fn cmdline(&self) -> &Result<Vec<u8>, String> {
+        self.cmdline.get_or_init(|| {
+            let pid = self.pid;
+            std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| format!("/proc/{pid}/cmdline: {e}"))
+        })
     }
 }
 
@@ -42,13 +53,12 @@ impl Env {
     pub fn capture() -> Env {
         // SAFETY: getppid has no preconditions and cannot fail.
         let pid = unsafe { libc::getppid() };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| format!("/proc/{pid}/cmdline: {e}"));
         Env {
             vars: std::env::vars_os().collect(),
             args: std::env::args_os().skip(1).collect(),
             self_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
             cwd: std::env::current_dir().ok(),
-            parent: Parent { pid, cmdline },
+            parent: Parent { pid, ..Parent::default() },
         }
     }
 

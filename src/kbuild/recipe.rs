@@ -188,7 +188,10 @@ impl ParentRecipe {
     /// From the parent process as [`crate::env::Env`] captured it, and
     /// this link's arguments (without the program name).
     pub fn new(parent: &crate::env::Parent, link_args: &[OsString]) -> ParentRecipe {
-        ParentRecipe { recipe: OnceCell::new(), parent: Some((parent.pid, parent.cmdline.clone(), link_args.to_vec())) }
+        ParentRecipe {
+            recipe: OnceCell::new(),
+            parent: Some((parent.pid, parent.cmdline().clone(), link_args.to_vec())),
+        }
     }
 
     /// A fixed recipe (or reason there is none), for tests.
@@ -440,15 +443,15 @@ mod tests {
         let mut cmdline = b"/bin/sh\0-c\0".to_vec();
         cmdline.extend_from_slice(R612.as_bytes());
         cmdline.push(0);
-        let sh = crate::env::Parent { pid: 12, cmdline: Ok(cmdline) };
+        let sh = crate::env::Parent::known(12, Ok(cmdline));
         let parent = ParentRecipe::new(&sh, &link);
         let (cc, recipe) = parent.compile_of(Path::new(OBJ)).unwrap();
         assert_eq!(recipe.origin, "sh, pid 12");
         assert!(has(&cc, "-mcmodel=kernel"), "{cc:?}");
-        let make = crate::env::Parent { pid: 3, cmdline: Ok(b"make\0-j2\0".to_vec()) };
+        let make = crate::env::Parent::known(3, Ok(b"make\0-j2\0".to_vec()));
         let err = ParentRecipe::new(&make, &link).compile_of(Path::new(OBJ)).unwrap_err();
         assert!(err.contains("pid 3"), "{err}");
-        let gone = crate::env::Parent { pid: 4, cmdline: Err("/proc/4/cmdline: No such file".into()) };
+        let gone = crate::env::Parent::known(4, Err("/proc/4/cmdline: No such file".into()));
         let err = ParentRecipe::new(&gone, &link).compile_of(Path::new(OBJ)).unwrap_err();
         assert!(err.contains("/proc/4/cmdline"), "{err}");
     }
