@@ -1,16 +1,14 @@
 //! Runs jobs as child processes on this machine.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use super::forkserver::{ForkServerSetting, ForkServers};
-use super::{signals, Executor, Job, JobError, JobOutcome};
+use super::{pipe, signals, Executor, Job, JobError, JobOutcome};
 
 /// Runs each job's argv directly (no shell). stdin is /dev/null; stdout
 /// and stderr go to one pipe and come back as `stderr`, in the order the
@@ -155,19 +153,6 @@ pub fn describe_status(status: ExitStatus) -> String {
     };
     let core = if status.core_dumped() { ", core dumped" } else { "" };
     format!("killed by signal {sig}{name}{core}")
-}
-
-/// A close-on-exec pipe: children we spawn concurrently must not inherit
-/// another job's write end, or that job's read would wait for them too.
-pub(super) fn pipe() -> io::Result<(File, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 fills two new fds on success; we own them from then on.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
-    }
 }
 
 #[cfg(test)]

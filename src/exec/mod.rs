@@ -149,6 +149,20 @@ impl<E: Executor + ?Sized> Executor for &E {
     }
 }
 
+/// A close-on-exec pipe: children we spawn concurrently must not inherit
+/// another job's write end, or that job's read would wait for them too.
+pub(crate) fn pipe() -> std::io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+    let mut fds = [0 as std::os::fd::RawFd; 2];
+    // SAFETY: pipe2 fills two new fds on success; we own them from then on.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        use std::os::fd::FromRawFd;
+        Ok((std::fs::File::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
 /// Quote argv for a shell so a printed command can be pasted and re-run.
 pub fn shell_quote(argv: &[OsString]) -> String {
     let mut out = String::new();

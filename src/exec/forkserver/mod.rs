@@ -376,7 +376,7 @@ impl Server {
             Ok(p) => p,
             Err(e) => return Served::NotRun(format!("socketpair: {e}")),
         };
-        let (mut output_r, output_w) = match super::local::pipe() {
+        let (mut output_r, output_w) = match super::pipe() {
             Ok(p) => p,
             Err(e) => return Served::NotRun(format!("pipe: {e}")),
         };
