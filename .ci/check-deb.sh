@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # .ci/check-deb.sh: the .deb of `make deb`, as a user of it gets it.
+#   - compiled offline from vendor/: built with an empty CARGO_HOME, which
+#     must still have no registry afterwards, and the binaries name the
+#     vendored sources, not cargo's registry
 #   - built twice (the second time later, in another directory, under
 #     umask 077): the two .debs are byte-identical
 #   - lintian finds no error or warning (mk/deb/lintian-overrides says why
@@ -85,9 +88,21 @@ check() { # description, command...
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 arch=$(dpkg --print-architecture)
-"$MAKE" -s deb DEB_DIR="$tmp/a" >"$tmp/build-a.log" 2>&1 || { cat "$tmp/build-a.log" >&2; check "make deb" false; }
+# vendor/ with cargo's own cache (the one step that may need crates.io);
+# then the package with an empty cargo home: no registry to fall back on.
+"$MAKE" -s -f mk/install.mk vendor >"$tmp/vendor.log" 2>&1 || { cat "$tmp/vendor.log" >&2; check "make vendor" false; }
+mkdir "$tmp/cargo-home"
+# rustup's proxies find the toolchain through RUSTUP_HOME, not CARGO_HOME.
+CARGO_HOME=$tmp/cargo-home RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup} "$MAKE" -s deb DEB_DIR="$tmp/a" >"$tmp/build-a.log" 2>&1 ||
+    { cat "$tmp/build-a.log" >&2; check "make deb" false; }
 deb=$tmp/a/${package}_${version}_${arch}.deb
 check "make deb wrote $deb" [ -s "$deb" ]
+check "make deb used no crate registry: $(ls -A "$tmp/cargo-home/registry" 2>/dev/null | tr '\n' ' ')" \
+    [ -z "$(ls -A "$tmp/cargo-home/registry" 2>/dev/null)" ]
+# Panic locations keep the source paths of the crates compiled in.
+dpkg-deb -x "$deb" "$tmp/x"
+check "the packaged kdthin-ld was compiled from $src/vendor/" grep -qF "$src/vendor/" "$tmp/x/usr/bin/kdthin-ld"
+check "the packaged kdthin-ld names no registry source" sh -c "! grep -qF '/registry/src/' '$tmp/x/usr/bin/kdthin-ld'"
 
 # What the package holds: regular files of its data archive, /-rooted.
 files=$(dpkg-deb --fsys-tarfile "$deb" | tar -tvf - | awk '$1 ~ /^-/ { sub(/^\./, "", $6); print $6 }' | sort)

@@ -13,11 +13,20 @@
 # second description of the same package would drift from `make install`):
 # nothing beyond dpkg-dev and binutils, and no network.
 #
+# Built offline from the vendored crates, as a distribution's build daemon
+# builds it: vendor/ (`make vendor`, run here first when vendor/ is missing
+# or was made from another Cargo.lock: the one step that needs cargo's
+# cache or crates.io), then cargo --offline with vendor/config.toml and
+# CARGO_NET_OFFLINE, in its own target directory ($CARGO_TARGET_DIR/vendored:
+# the vendored sources have other paths than the registry's, so sharing the
+# directory with ordinary builds would recompile every crate each time).
+# .ci/check-deb.sh builds it with an empty CARGO_HOME to prove that.
+#
 # Reproducible: SOURCE_DATE_EPOCH (default: the commit time of HEAD) is
 # the date of every file and of the changelog entry, so two builds of one
 # commit from the same binaries give byte-identical .debs.
 #
-# Environment: CARGO_TARGET_DIR (where `make install` builds), MAKE,
+# Environment: CARGO_TARGET_DIR (its vendored/ is where the package is built), MAKE,
 # DEB_MAINTAINER (the Maintainer field; default below), SOURCE_DATE_EPOCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,12 +49,19 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 commit=$(git -C "$src" describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
 
+if [ ! -f vendor/config.toml ] || ! sha256sum --status -c vendor/Cargo.lock.sha256 2>/dev/null; then
+    echo "mk/deb.sh: vendoring the crates of Cargo.lock into vendor/ (from cargo's cache or crates.io)" >&2
+    "$MAKE" -s -f mk/install.mk vendor >&2
+fi
+export CARGO_NET_OFFLINE=true
+export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")/vendored
+
 # dpkg-shlibdeps wants a debian/control and the files under debian/<package>.
 work=$out/.work
 rm -rf "$work"
 root=$work/debian/$package
 mkdir -p "$root"
-"$MAKE" -s -f mk/install.mk install DESTDIR="$root" PREFIX=/usr
+"$MAKE" -s -f mk/install.mk install DESTDIR="$root" PREFIX=/usr VENDORED=1
 
 # Only now: ring's build script reads SOURCE_DATE_EPOCH, so cargo would
 # rebuild it and all that depends on it, and again at the next `make build`.
@@ -76,7 +92,7 @@ gzip -9nc README.md >"$doc/README.md.gz"
 # The crates linked into the binaries, with their licences (see copyright):
 # normal dependencies of the package, less proc-macros (run by the
 # compiler, not linked).
-"${CARGO:-cargo}" tree --locked --offline -e normal --prefix none -f '{p} {l}' |
+"${CARGO:-cargo}" tree --locked --offline --config vendor/config.toml -e normal --prefix none -f '{p} {l}' |
     grep -v -e '(proc-macro)' -e '^kdthin-ld ' | sed 's/ (\*)$//' | LC_ALL=C sort -u >"$work/crates"
 [ -s "$work/crates" ] || { echo "mk/deb.sh: cargo tree listed no crates" >&2; exit 1; }
 {

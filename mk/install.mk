@@ -4,16 +4,20 @@
 #                       server's shim and the man pages under $(DESTDIR)$(PREFIX)
 #   make uninstall      remove what install put there
 #   make vendor         copy every dependency into vendor/ (for offline
-#                       builds and source tarballs); not committed
+#                       builds and source tarballs); not committed. It
+#                       records the Cargo.lock it copied (vendor/Cargo.lock.sha256)
+#                       so that mk/deb.sh can tell when it is stale
 #   make offline-build  release build from vendor/ only: no network, no
 #                       registry cache, exactly the versions in Cargo.lock
 #   make repro-check    build twice in different directories, compare the
 #                       binaries byte for byte
 #   make deb            a Debian package of what install installs, in
-#                       $(DEB_DIR) (mk/deb.sh; tested by .ci/check-deb.sh)
+#                       $(DEB_DIR), compiled offline from vendor/ (mk/deb.sh;
+#                       tested by .ci/check-deb.sh)
 #
 # Variables (GNU conventions): PREFIX (/usr/local), DESTDIR (staging root,
 # for packagers), BINDIR ($(PREFIX)/bin), MANDIR ($(PREFIX)/share/man).
+# VENDORED=1: install builds from vendor/ only, offline (what `make deb` does).
 # The shim goes to $(BINDIR)/../lib/kdthin-ld/, where kdthin-ld looks for
 # it relative to its own executable (src/exec/forkserver/mod.rs).
 #
@@ -44,8 +48,15 @@ DEB_DIR ?= $(abspath $(CARGO_TARGET_DIR))/deb
 
 # cargo does nothing when the binaries are up to date, so `make build` as a
 # user followed by `sudo make install` compiles nothing as root.
+ifeq ($(VENDORED),1)
+KDTHIN_SOURCE_FLAGS = --offline --config $(KDTHIN_VENDOR_CONFIG)
+endif
+
 install-build:
-	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) $(CARGO) build --release --locked --bins
+ifeq ($(VENDORED),1)
+	@test -f $(KDTHIN_VENDOR_CONFIG) || { echo "VENDORED=1: no vendored sources: run 'make vendor' first" >&2; exit 1; }
+endif
+	CARGO_TARGET_DIR=$(abspath $(CARGO_TARGET_DIR)) $(CARGO) build --release --locked --bins $(KDTHIN_SOURCE_FLAGS)
 
 install: install-build
 	$(foreach p,$(KDTHIN_PROGRAMS),$(INSTALL) -D -m 0755 $(KDTHIN_RELEASE_DIR)/$(p) $(DESTDIR)$(BINDIR)/$(p) &&) true
@@ -64,6 +75,7 @@ deb:
 # `cargo vendor` prints the source replacement that points at vendor/.
 vendor:
 	$(CARGO) vendor --locked vendor > .vendor-config.toml.tmp
+	sha256sum Cargo.lock > vendor/Cargo.lock.sha256
 	mv .vendor-config.toml.tmp $(KDTHIN_VENDOR_CONFIG)
 
 offline-build:
